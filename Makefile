@@ -1,0 +1,43 @@
+# The README's commands. `make demo` and `make test` each do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test lint format pytest benchmarks reliability clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch is pinned to the release whose CPU build pip finds locally; see README "Install".
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: collect a synthetic stream, train an LSTM on CPU, serve the API on :8000
+demo: install
+	$(BIN)/tweetdomains demo $(DEMO_ARGS)
+
+## test: lint, type-check, then every test (needs Redis on 127.0.0.1:6379)
+test: install lint pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+pytest: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+benchmarks: install
+	$(BIN)/python benchmarks/collector.py
+	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/api.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""tweetdomains collector service."""

@@ -1,0 +1,1 @@
+"""tweetdomains trainer service."""

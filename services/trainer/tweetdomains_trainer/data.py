@@ -1,0 +1,236 @@
+"""The training data path: records -> one encoding into flat numpy arrays -> length-bucketed batches.
+
+Tweets are tokenized once. Each split becomes three arrays: every token id of every tweet
+concatenated (``ids``), where each tweet starts (``offsets``) and a 0/1 label matrix. The
+result is cached in the store under ``cache/datasets/<data-hash>-<vocab-fingerprint>.npz``
+(``np.savez``, read back with ``allow_pickle=False``), so a sweep or a resumed run skips the
+tokenizer. A batch is a slice of those arrays padded only to its own longest tweet; batches
+are drawn from length-sorted chunks of a random permutation, so padding is rare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tweetdomains import codecs
+from tweetdomains.dataset import Dataset, build_dataset, file_records, store_records
+from tweetdomains.metrics import binarize
+from tweetdomains.records import Record
+from tweetdomains.store import ObjectNotFound, ObjectStore
+from tweetdomains.text import UNK_ID, Vocabulary, normalize, tokenize
+
+log = logging.getLogger(__name__)
+
+CACHE_PREFIX = "cache/datasets/"
+SPLITS = ("train", "validation", "test")
+# Rows per length-sorted chunk, in batches: big enough for tight buckets, small enough to
+# keep the batch order random.
+CHUNK_BATCHES = 50
+
+
+@dataclass
+class EncodedSplit:
+    """One split as flat arrays: ``ids[offsets[i]:offsets[i+1]]`` are tweet ``i``'s tokens."""
+
+    ids: np.ndarray  # int32 [total tokens]
+    offsets: np.ndarray  # int64 [n + 1]
+    labels: np.ndarray  # uint8 [n, num_labels]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ids ``[b, longest]``, lengths ``[b]`` and float targets ``[b, labels]``.
+
+        Vectorized gather: no Python loop over the tweets of the batch.
+        """
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        width = int(lengths.max()) if len(rows) else 1
+        steps = np.arange(width)
+        mask = steps[None, :] < lengths[:, None]
+        padded = np.zeros((len(rows), width), dtype=np.int64)
+        padded[mask] = self.ids[(starts[:, None] + steps[None, :])[mask]]
+        return (
+            torch.from_numpy(padded),
+            torch.from_numpy(lengths.astype(np.int64)),
+            torch.from_numpy(self.labels[rows].astype(np.float32)),
+        )
+
+
+@dataclass
+class EncodedDataset:
+    """The three encoded splits with the vocabulary and label order they were encoded with."""
+
+    train: EncodedSplit
+    validation: EncodedSplit
+    test: EncodedSplit
+    vocab: Vocabulary
+    labels: list[str]
+    data_hash: str
+    max_tokens: int
+
+    @property
+    def cache_key(self) -> str:
+        return f"{CACHE_PREFIX}{self.data_hash}-{self.vocab.fingerprint()}-t{self.max_tokens}.npz"
+
+    def split(self, name: str) -> EncodedSplit:
+        split: EncodedSplit = getattr(self, name)
+        return split
+
+    def to_bytes(self) -> bytes:
+        """``np.savez`` bytes of plain arrays (no object arrays, so no pickle on load)."""
+        arrays: dict[str, np.ndarray] = {
+            "vocab": np.array(self.vocab.tokens, dtype=np.str_),
+            "labels": np.array(self.labels, dtype=np.str_),
+            "meta": np.array([json.dumps({"data_hash": self.data_hash, "max_tokens": self.max_tokens})]),
+        }
+        for name in SPLITS:
+            split = self.split(name)
+            arrays[f"{name}_ids"] = split.ids
+            arrays[f"{name}_offsets"] = split.offsets
+            arrays[f"{name}_labels"] = split.labels
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EncodedDataset:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"][0]))
+            splits = {
+                name: EncodedSplit(
+                    npz[f"{name}_ids"].astype(np.int32),
+                    npz[f"{name}_offsets"].astype(np.int64),
+                    npz[f"{name}_labels"].astype(np.uint8),
+                )
+                for name in SPLITS
+            }
+            return cls(
+                vocab=Vocabulary(tuple(str(t) for t in npz["vocab"])),
+                labels=[str(x) for x in npz["labels"]],
+                data_hash=str(meta["data_hash"]),
+                max_tokens=int(meta["max_tokens"]),
+                **splits,
+            )
+
+
+def encode_split(
+    token_lists: Sequence[Sequence[str]],
+    label_sets: Sequence[Sequence[str]],
+    vocab: Vocabulary,
+    labels: Sequence[str],
+    max_tokens: int,
+) -> EncodedSplit:
+    """Encode tokenized tweets into flat arrays (an empty tweet becomes one ``<UNK>``)."""
+    encoded = [vocab.encode(tokens[:max_tokens]) or [UNK_ID] for tokens in token_lists]
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.fromiter((i for e in encoded for i in e), dtype=np.int32, count=int(offsets[-1]))
+    return EncodedSplit(ids, offsets, binarize(label_sets, labels).astype(np.uint8))
+
+
+def data_hash(dataset: Dataset) -> str:
+    """A digest of every kept record's split, text and labels: the cache key's data part."""
+    digest = hashlib.sha1()
+    for name in SPLITS:
+        for record in getattr(dataset, name):
+            digest.update(f"{name}\t{record.text}\t{'|'.join(record.domains)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def read_records(
+    store: ObjectStore, data: Sequence[str] | None, stats: codecs.ParseStats, label_field: str = "domains"
+) -> Iterable[Record]:
+    """Records of the ``--data`` files, or of every batch under the store's ``raw/``."""
+    if data:
+        return file_records(data, stats, label_field=label_field)
+    return store_records(store, stats)
+
+
+def load_dataset(
+    store: ObjectStore,
+    data: Sequence[str] | None = None,
+    test_percent: int = 20,
+    validation_percent: int = 10,
+    label_field: str = "domains",
+) -> Dataset:
+    """Build the deduplicated, split dataset; ValueError when it cannot train a model."""
+    stats = codecs.ParseStats()
+    dataset = build_dataset(read_records(store, data, stats, label_field), stats, test_percent, validation_percent)
+    source = ", ".join(data) if data else f"{store.uri}/raw/"
+    if not dataset.train:
+        raise ValueError(f"no labeled training records in {source} ({dataset.summary()})")
+    if not dataset.validation:
+        raise ValueError(
+            f"no validation records in {source}: need more labeled tweets ({dataset.summary()})"
+        )
+    return dataset
+
+
+def encode_dataset(
+    dataset: Dataset,
+    store: ObjectStore | None,
+    min_count: int = 2,
+    max_vocab: int = 50_000,
+    max_tokens: int = 64,
+    use_cache: bool = True,
+) -> EncodedDataset:
+    """Vocabulary from the train split only, then every split encoded once (cached in the store)."""
+    tokens = {name: [tokenize(normalize(r.text)) for r in getattr(dataset, name)] for name in SPLITS}
+    vocab = Vocabulary.build(tokens["train"], min_count=min_count, max_size=max_vocab)
+    labels = dataset.labels
+    digest = data_hash(dataset)
+    key = f"{CACHE_PREFIX}{digest}-{vocab.fingerprint()}-t{max_tokens}.npz"
+    if store is not None and use_cache:
+        try:
+            cached = EncodedDataset.from_bytes(store.get(key))
+            if cached.vocab == vocab and cached.labels == labels:
+                log.info("encoded dataset read from cache %s", key)
+                return cached
+        except ObjectNotFound:
+            pass
+        except (ValueError, KeyError, OSError) as exc:  # a damaged cache entry is rebuilt
+            log.warning("ignoring unreadable dataset cache %s: %s", key, exc)
+    splits = {
+        name: encode_split(tokens[name], [r.domains for r in getattr(dataset, name)], vocab, labels, max_tokens)
+        for name in SPLITS
+    }
+    encoded = EncodedDataset(vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, **splits)
+    if store is not None and use_cache:
+        store.put(key, encoded.to_bytes())
+    return encoded
+
+
+def train_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, chunk_batches: int = CHUNK_BATCHES
+) -> list[np.ndarray]:
+    """Row indices of each training batch: shuffle, sort by length within chunks, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * chunk_batches
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        rows = rows[np.argsort(lengths[rows], kind="stable")]
+        batches.extend(rows[i : i + batch_size] for i in range(0, len(rows), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def eval_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in length order, cut into batches (results are put back in row order)."""
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

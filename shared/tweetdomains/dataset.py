@@ -1,0 +1,106 @@
+"""Dataset build: every batch under ``raw/`` (or ``--data`` files) -> deduplicated, split records.
+
+The split is a pure function of a tweet's content (SHA-1 of :func:`text.content_key`), so a
+tweet never changes sides as the store grows, and retweets of one text never straddle it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tweetdomains import codecs
+from tweetdomains.records import Record
+from tweetdomains.store import ObjectStore
+from tweetdomains.text import content_hash
+
+RAW_PREFIX = "raw/"
+
+
+def split_of(digest: str, test_percent: int = 20, validation_percent: int = 10) -> str:
+    """``train``, ``validation`` or ``test`` for a :func:`text.content_hash` digest.
+
+    Buckets 0..99: the first ``test_percent`` are test, the next ``validation_percent``
+    validation (carved out of the train side), the rest train.
+    """
+    bucket = int(digest[:8], 16) % 100
+    if bucket < test_percent:
+        return "test"
+    if bucket < test_percent + validation_percent:
+        return "validation"
+    return "train"
+
+
+@dataclass
+class Dataset:
+    """Deduplicated records in their splits, with the counts of how they were built."""
+
+    train: list[Record] = field(default_factory=list)
+    validation: list[Record] = field(default_factory=list)
+    test: list[Record] = field(default_factory=list)
+    stats: codecs.ParseStats = field(default_factory=codecs.ParseStats)
+    duplicates_by_id: int = 0
+    duplicates_by_content: int = 0
+    unlabeled: int = 0
+
+    @property
+    def labels(self) -> list[str]:
+        """Every label of the train split, sorted: the model's output order."""
+        return sorted({d for r in self.train for d in r.domains})
+
+    def summary(self) -> str:
+        counts = Counter(d for r in self.train + self.validation + self.test for d in r.domains)
+        top = ", ".join(f"{name} {n}" for name, n in counts.most_common(8))
+        kept = len(self.train) + len(self.validation) + len(self.test)
+        return (
+            f"records read {self.stats.records}, kept {kept} "
+            f"(train {len(self.train)}, validation {len(self.validation)}, test {len(self.test)}); "
+            f"duplicates {self.duplicates_by_id} by id + {self.duplicates_by_content} by content; "
+            f"unlabeled {self.unlabeled}; bad lines {self.stats.bad_lines}; "
+            f"{len(counts)} labels (top: {top})"
+        )
+
+
+def store_records(store: ObjectStore, stats: codecs.ParseStats) -> Iterator[Record]:
+    """Every record of every batch under ``raw/``, in key order."""
+    for key in store.list(RAW_PREFIX):
+        if key.endswith((".jsonl.gz", ".jsonl")):
+            yield from codecs.read_jsonl_bytes(store.get(key), stats)
+
+
+def file_records(
+    patterns: Iterable[str], stats: codecs.ParseStats, label_field: str = "domains"
+) -> Iterator[Record]:
+    """Every record of the files (globs allowed) in any format the codecs read."""
+    for path in codecs.iter_paths(patterns):
+        yield from codecs.iter_records(Path(path), stats, label_field=label_field)
+
+
+def build_dataset(
+    records: Iterable[Record],
+    stats: codecs.ParseStats | None = None,
+    test_percent: int = 20,
+    validation_percent: int = 10,
+) -> Dataset:
+    """Drop unlabeled records and duplicates (by id, then by content), then split."""
+    data = Dataset(stats=stats or codecs.ParseStats())
+    seen_ids: set[str] = set()
+    seen_content: set[str] = set()
+    for record in records:
+        if not record.domains:
+            data.unlabeled += 1
+            continue
+        if record.id is not None:
+            if record.id in seen_ids:
+                data.duplicates_by_id += 1
+                continue
+            seen_ids.add(record.id)
+        key = content_hash(record.text)
+        if key in seen_content:
+            data.duplicates_by_content += 1
+            continue
+        seen_content.add(key)
+        getattr(data, split_of(key, test_percent, validation_percent)).append(record)
+    return data

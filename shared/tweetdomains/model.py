@@ -1,0 +1,190 @@
+"""The recurrent multi-label classifiers: embedding -> RNN/LSTM -> pooled state -> ReLU MLP -> logits.
+
+Every knob the original project tuned is a field of :class:`ModelConfig` (embedding size, hidden
+size, recurrent layers, linear layers, dropout) plus a bidirectional option and the pooling of
+the recurrent outputs. The model outputs one logit per label; the loss is BCE-with-logits,
+because a tweet carries several domains (the original reduced it to one label with softmax).
+
+Checkpoints are safetensors weights plus a JSON config: nothing that unpickles code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+ModelKind = Literal["lstm", "rnn"]
+Pooling = Literal["last", "max", "mean_max"]
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a classifier; saved as ``config.json`` beside the weights."""
+
+    kind: ModelKind = "lstm"
+    vocab_size: int = 2
+    num_labels: int = 1
+    embedding_dim: int = 200
+    hidden_dim: int = 100
+    recurrent_layers: int = 2
+    linear_layers: int = 2
+    dropout: float = 0.3
+    bidirectional: bool = False
+    # "last" is the original's final hidden state; "mean_max" pools over every step, which
+    # keeps words from the start of long tweets in view.
+    pooling: Pooling = "mean_max"
+    max_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("lstm", "rnn"):
+            raise ValueError(f"model kind must be 'lstm' or 'rnn', not {self.kind!r}")
+        if self.pooling not in ("last", "max", "mean_max"):
+            raise ValueError(f"pooling must be last, max or mean_max, not {self.pooling!r}")
+        for name in (
+            "vocab_size",
+            "num_labels",
+            "embedding_dim",
+            "hidden_dim",
+            "recurrent_layers",
+            "max_tokens",
+        ):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.linear_layers < 1:
+            raise ValueError("linear_layers must be at least 1 (the output layer)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(obj) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**obj)
+
+
+class RecurrentClassifier(nn.Module):
+    """Shared body of :class:`LSTMClassifier` and :class:`RNNClassifier`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=0)
+        recurrent_cls = nn.LSTM if c.kind == "lstm" else nn.RNN
+        self.recurrent = recurrent_cls(
+            c.embedding_dim,
+            c.hidden_dim,
+            num_layers=c.recurrent_layers,
+            batch_first=True,
+            bidirectional=c.bidirectional,
+            dropout=c.dropout if c.recurrent_layers > 1 else 0.0,
+        )
+        directions = 2 if c.bidirectional else 1
+        width = c.hidden_dim * directions * (2 if c.pooling == "mean_max" else 1)
+        layers: list[nn.Module] = [nn.Dropout(c.dropout)]
+        for _ in range(c.linear_layers - 1):
+            layers += [nn.Linear(width, c.hidden_dim), nn.ReLU(), nn.Dropout(c.dropout)]
+            width = c.hidden_dim
+        layers.append(nn.Linear(width, c.num_labels))
+        self.head = nn.Sequential(*layers)
+
+    def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Pooled recurrent features, shape ``[batch, features]``.
+
+        ``token_ids`` is ``[batch, time]`` right-padded with 0; ``lengths`` holds the true
+        lengths (>= 1). Packing makes the recurrence skip the padding entirely.
+        """
+        embedded = self.embedding(token_ids)
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        output, hidden = self.recurrent(packed)
+        if self.config.pooling == "last":
+            h_n = hidden[0] if isinstance(hidden, tuple) else hidden
+            if self.config.bidirectional:
+                return torch.cat([h_n[-2], h_n[-1]], dim=1)
+            return h_n[-1]
+        padded, _ = pad_packed_sequence(output, batch_first=True, total_length=token_ids.shape[1])
+        mask = (
+            torch.arange(token_ids.shape[1], device=token_ids.device)[None, :]
+            < lengths[:, None].to(token_ids.device)
+        ).unsqueeze(-1)
+        maxed = padded.masked_fill(~mask, float("-inf")).amax(dim=1)
+        if self.config.pooling == "max":
+            return maxed
+        mean = (padded * mask).sum(dim=1) / lengths[:, None].to(padded.dtype).to(padded.device)
+        return torch.cat([mean, maxed], dim=1)
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """One logit per label, shape ``[batch, num_labels]``."""
+        return self.head(self.encode(token_ids, lengths))
+
+
+class LSTMClassifier(RecurrentClassifier):
+    """Embedding -> LSTM -> ReLU MLP -> one logit per domain."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        if config.kind != "lstm":
+            raise ValueError("LSTMClassifier needs kind='lstm'")
+        super().__init__(config)
+
+
+class RNNClassifier(RecurrentClassifier):
+    """Embedding -> Elman RNN (tanh) -> ReLU MLP -> one logit per domain."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        if config.kind != "rnn":
+            raise ValueError("RNNClassifier needs kind='rnn'")
+        super().__init__(config)
+
+
+def build_model(config: ModelConfig) -> RecurrentClassifier:
+    """The classifier class that ``config.kind`` names."""
+    return LSTMClassifier(config) if config.kind == "lstm" else RNNClassifier(config)
+
+
+def bce_loss(pos_weight: torch.Tensor | None = None) -> nn.BCEWithLogitsLoss:
+    """Multi-label loss; ``pos_weight`` (one per label) up-weights rare domains."""
+    return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+
+def pad_batch(
+    sequences: list[list[int]], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists to the longest in the batch (dynamic padding), with their lengths."""
+    lengths = torch.tensor([max(1, len(s)) for s in sequences], dtype=torch.long)
+    ids = torch.zeros((len(sequences), int(lengths.max()) if sequences else 1), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        else:
+            ids[row, 0] = 1  # <UNK>: an empty tweet still has one step
+    return ids.to(device), lengths
+
+
+def model_to_bytes(model: nn.Module) -> bytes:
+    """Weights as safetensors bytes (contiguous CPU tensors)."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return save_safetensors(state)
+
+
+def model_from_bytes(config: ModelConfig, weights: bytes) -> RecurrentClassifier:
+    """Rebuild a classifier from its config and safetensors weights, in eval mode.
+
+    safetensors holds raw tensors only: loading cannot run code, whatever the file holds.
+    """
+    model = build_model(config)
+    state = load_safetensors(weights)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model

@@ -1,0 +1,119 @@
+"""A loaded, ready-to-use model: text in, one probability per label out.
+
+The trainer saves runs with :func:`run_artifacts`; ``evaluate`` and the API load them with
+:meth:`Classifier.load`. Weights are safetensors: loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from tweetdomains.model import ModelConfig, RecurrentClassifier, model_from_bytes, model_to_bytes, pad_batch
+from tweetdomains.registry import WEIGHTS, Registry, RegistryError
+from tweetdomains.text import Vocabulary
+
+
+@dataclass
+class Classifier:
+    """A model with its vocabulary, labels and tuned decision thresholds."""
+
+    model: RecurrentClassifier
+    vocab: Vocabulary
+    labels: list[str]
+    thresholds: np.ndarray
+    run_id: str = "unsaved"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != self.model.config.num_labels:
+            raise ValueError(
+                f"{len(self.labels)} labels for a model with {self.model.config.num_labels} outputs"
+            )
+        if self.thresholds.shape != (len(self.labels),):
+            raise ValueError("one threshold per label is required")
+        self.model.eval()
+
+    @property
+    def max_tokens(self) -> int:
+        return self.model.config.max_tokens
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, cut to the model's token window."""
+        return [self.vocab.encode_text(t, self.max_tokens) for t in texts]
+
+    @torch.inference_mode()
+    def predict_ids(self, encoded: Sequence[list[int]], batch_size: int = 512) -> np.ndarray:
+        """Probabilities ``[n, labels]`` for already-encoded texts, in input order."""
+        probs = np.zeros((len(encoded), len(self.labels)), dtype=np.float32)
+        # Length-sorted batches: little padding, so the recurrence does little wasted work.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            ids, lengths = pad_batch([encoded[i] for i in rows])
+            probs[rows] = torch.sigmoid(self.model(ids, lengths)).float().numpy()
+        return probs
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 512) -> np.ndarray:
+        """Probabilities ``[n, labels]`` for raw tweet texts."""
+        return self.predict_ids(self.encode(texts), batch_size)
+
+    def predicted(self, probs: np.ndarray) -> list[list[str]]:
+        """Label names over their thresholds per row (the top label if none is)."""
+        from tweetdomains.metrics import decide
+
+        chosen = decide(probs, self.thresholds)
+        return [[self.labels[j] for j in np.flatnonzero(row)] for row in chosen]
+
+    @classmethod
+    def load(cls, registry: Registry, run_ref: str = "best") -> Classifier:
+        """Load a published run by id or ``best``; :class:`RegistryError` if it is unusable."""
+        run_id = registry.resolve(run_ref)
+        manifest = registry.manifest(run_id)
+        try:
+            config_obj = registry.json_artifact(run_id, "config.json", manifest)
+            config = ModelConfig.from_dict(config_obj["model"])
+            vocab = Vocabulary.from_json(registry.artifact(run_id, "vocab.json", manifest))
+            labels = [str(x) for x in registry.json_artifact(run_id, "labels.json", manifest)]
+            thresholds = np.asarray(
+                registry.json_artifact(run_id, "thresholds.json", manifest), dtype=np.float32
+            )
+            model = model_from_bytes(config, registry.artifact(run_id, WEIGHTS, manifest))
+            metrics = registry.json_artifact(run_id, "metrics.json", manifest)
+        except RegistryError:
+            raise
+        except Exception as exc:  # any malformed artifact makes the run unusable, never a crash
+            raise RegistryError(f"run {run_id!r} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        if config.vocab_size != len(vocab):
+            raise RegistryError(
+                f"run {run_id!r}: vocabulary has {len(vocab)} tokens, model expects {config.vocab_size}"
+            )
+        return cls(model, vocab, labels, thresholds, run_id, metrics, manifest.get("created_at"))
+
+
+def run_artifacts(
+    model: RecurrentClassifier,
+    vocab: Vocabulary,
+    labels: Sequence[str],
+    thresholds: np.ndarray,
+    metrics: dict[str, Any],
+    training: dict[str, Any] | None = None,
+) -> dict[str, bytes]:
+    """The files of a run, ready for :meth:`Registry.publish`."""
+    from dataclasses import asdict
+
+    config = {"model": asdict(model.config), "training": training or {}}
+    return {
+        WEIGHTS: model_to_bytes(model),
+        "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
+        "vocab.json": vocab.to_json().encode(),
+        "labels.json": json.dumps(list(labels), ensure_ascii=False).encode(),
+        "thresholds.json": json.dumps([round(float(t), 4) for t in thresholds]).encode(),
+        "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False).encode(),
+    }
