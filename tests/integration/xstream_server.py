@@ -10,6 +10,7 @@ without losing its state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -46,7 +47,8 @@ class XStreamServer:
     """A threaded HTTP server on 127.0.0.1 that plays :class:`Plan` objects, one per connection.
 
     Once the plans run out, connections are held open with keep-alives. ``requests`` records
-    each request's path, query and Authorization header; ``sent`` counts JSON messages written.
+    each request's path, query and Authorization header and
+    arrival time (monotonic); ``sent`` counts JSON messages written.
     """
 
     def __init__(self, plans: Iterable[Plan] = (), token: str | None = None, keep_alive_every: float = 0.1):
@@ -70,13 +72,18 @@ class XStreamServer:
                             "path": parsed.path,
                             "query": {k: v[0] for k, v in parse_qs(parsed.query).items()},
                             "authorization": self.headers.get("Authorization"),
+                            "at": time.monotonic(),
                         }
                     )
                     plan = server.plans.pop(0) if server.plans else Plan()
                 if parsed.path not in ("/2/tweets/sample/stream", "/2/tweets/search/stream"):
                     plan = Plan(status=404, body={"title": "Not Found Error"})
-                elif server.token is not None and self.headers.get("Authorization") != f"Bearer {server.token}":
-                    plan = Plan(status=401, body={"title": "Unauthorized", "status": 401, "type": "about:blank"})
+                elif (
+                    server.token is not None and self.headers.get("Authorization") != f"Bearer {server.token}"
+                ):
+                    plan = Plan(
+                        status=401, body={"title": "Unauthorized", "status": 401, "type": "about:blank"}
+                    )
                 if plan.status != 200:
                     self._error(plan)
                     return
@@ -117,7 +124,9 @@ class XStreamServer:
                 self.wfile.flush()
 
             def _error(self, plan: Plan) -> None:
-                body = json.dumps(plan.body or {"title": f"HTTP {plan.status}", "status": plan.status}).encode()
+                body = json.dumps(
+                    plan.body or {"title": f"HTTP {plan.status}", "status": plan.status}
+                ).encode()
                 self.send_response(plan.status)
                 self.send_header("Content-Type", "application/problem+json")
                 self.send_header("Content-Length", str(len(body)))
@@ -180,10 +189,10 @@ def _split(document: Any) -> Iterator[dict[str, Any]]:
     by_id = {t["id"]: t for t in includes.get("tweets", []) if isinstance(t, dict) and "id" in t}
     for tweet in data:
         referenced = [by_id[r["id"]] for r in tweet.get("referenced_tweets", []) if r.get("id") in by_id]
-        message: dict[str, Any] = {"data": tweet}
+        split: dict[str, Any] = {"data": tweet}
         if referenced:
-            message["includes"] = {"tweets": referenced}
-        yield message
+            split["includes"] = {"tweets": referenced}
+        yield split
 
 
 class TcpProxy:
@@ -213,7 +222,7 @@ class TcpProxy:
         """Stop listening (connections are refused) and break every open connection."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            _close(listener)  # shutdown() wakes the thread blocked in accept(); close() alone does not
         with self._lock:
             for sock in list(self._open):
                 _close(sock)
@@ -250,8 +259,6 @@ class TcpProxy:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()

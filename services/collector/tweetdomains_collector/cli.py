@@ -37,14 +37,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--source",
-        help="x-api (needs X_BEARER_TOKEN), replay:PATH[,PATH...] (globs, .gz, any format) or simulate[:SEED]",
+        help="x-api (needs X_BEARER_TOKEN), replay:PATH[,PATH...] (globs, .gz, any format), simulate[:SEED]",
     )
     parser.add_argument("--store", help="store URI: s3://bucket/prefix, file:///path or a path")
     parser.add_argument("--limit", type=int, help="stop after this many records are kept")
     parser.add_argument("--max-seconds", type=float, help="stop after this many seconds")
     parser.add_argument("--rate", type=float, help="pace replay/simulate at this many records per second")
-    parser.add_argument("--batch-records", type=int, help="close a batch at this many records (default 100000)")
-    parser.add_argument("--batch-bytes", type=byte_size, help="close a batch at this JSONL size (default 5MB)")
+    parser.add_argument(
+        "--batch-records", type=int, help="close a batch at this many records (default 100000)"
+    )
+    parser.add_argument(
+        "--batch-bytes", type=byte_size, help="close a batch at this JSONL size (default 5MB)"
+    )
     parser.add_argument("--batch-seconds", type=float, help="close a batch at this age (default 300)")
     parser.add_argument("--languages", help="comma-separated languages to keep (default en; '' keeps all)")
     parser.add_argument(
@@ -57,8 +61,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--spool-dir", help="local folder for batches the store refused (default var/spool)")
     parser.add_argument("--metrics-port", type=int, help="serve /healthz and /metrics on this port (0: off)")
     progress = parser.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_const", const=True, help="force a progress bar")
-    progress.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+    progress.add_argument(
+        "--progress", dest="progress", action="store_const", const=True, help="force a progress bar"
+    )
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_const", const=False, help="no progress bar"
+    )
     parser.set_defaults(func=collect_command, progress=None)
 
     export = subparsers.add_parser(

@@ -17,14 +17,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TextIO
 
 from tweetdomains.codecs import ParseStats, format_legacy_line, keep_reason, read_jsonl_bytes
 from tweetdomains.records import Record
 from tweetdomains.store import ObjectStore, open_store
-
 from tweetdomains_collector.settings import Settings, get_settings
 from tweetdomains_collector.sink import BatchSink
 from tweetdomains_collector.sources import CollectorError, Source, build_source
@@ -81,9 +80,9 @@ class _Progress:
             if now - self._last >= 0.25:
                 self.bar.update(self.stats.kept - self._shown)
                 self._shown = self.stats.kept
+                s = self.stats
                 self.bar.set_postfix_str(
-                    f"received={self.stats.received} written={self.stats.written} spool={self.stats.spool_depth}",
-                    refresh=False,
+                    f"received={s.received} written={s.written} spool={s.spool_depth}", refresh=False
                 )
                 self._last = now
         elif now - self._last >= self.every:
@@ -103,19 +102,26 @@ def run_collector(
     stop: threading.Event | None = None,
     handle_signals: bool = True,
     progress: bool | None = None,
+    stats: CollectorStats | None = None,
 ) -> CollectorStats:
     """Collect from ``settings.source`` into the store until the input ends, ``limit`` records
     are kept, ``max_seconds`` pass, or ``stop`` is set (SIGTERM/SIGINT set it too).
 
+    ``stats`` (optional) is updated live, for callers that watch the run from another thread.
     Returns the run's counts. Raises :class:`CollectorError` (with an exit code) for a missing
     or rejected token or a source that fails; what was received is written first.
     """
     settings = settings or get_settings()
-    stats = CollectorStats(source=settings.source)
+    stats = stats if stats is not None else CollectorStats()
+    stats.source = settings.source
     store = store if store is not None else open_store(settings.store)
     stop = stop or threading.Event()
     source = build_source(settings, stats)
-    ops = OpsServer(stats, settings.metrics_host, settings.metrics_port).start() if settings.metrics_port else None
+    ops = (
+        OpsServer(stats, settings.metrics_host, settings.metrics_port).start()
+        if settings.metrics_port
+        else None
+    )
     sink = BatchSink(
         store,
         stats,
@@ -140,11 +146,16 @@ def run_collector(
             worker.start()
             stats.stop_reason = _consume(settings, stats, sink, pipe, stop, bar)
             source.stop()
-            leftover = pipe.close()
-            _drain(settings, stats, sink, leftover, count_only=stats.stop_reason == "limit")
-            worker.join(timeout=5.0)
-            # The source may have been mid-put when the pipe closed; nothing is lost: close()
-            # returns every chunk accepted before it, and later puts are refused.
+            at_limit = stats.stop_reason == "limit"
+            if not at_limit:
+                # Let the source finish what it is handing over (a stopped stream ends after
+                # the line it is reading) while still draining, so no received tweet is lost.
+                deadline = time.monotonic() + 5.0
+                while worker.is_alive() and time.monotonic() < deadline:
+                    with suppress(queue.Empty):
+                        _drain(settings, stats, sink, [pipe.queue.get(timeout=0.05)], count_only=False)
+            _drain(settings, stats, sink, pipe.close(), count_only=at_limit)
+            worker.join(timeout=1.0)
     finally:
         bar.close()
         sink.close(settings.drain_seconds)
@@ -216,7 +227,12 @@ def _run_source(source: Source, pipe: _Pipe) -> None:
 
 
 def _consume(
-    settings: Settings, stats: CollectorStats, sink: BatchSink, pipe: _Pipe, stop: threading.Event, bar: _Progress
+    settings: Settings,
+    stats: CollectorStats,
+    sink: BatchSink,
+    pipe: _Pipe,
+    stop: threading.Event,
+    bar: _Progress,
 ) -> str:
     languages = settings.language_list
     require = settings.require_annotations

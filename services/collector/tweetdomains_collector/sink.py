@@ -25,7 +25,6 @@ from pathlib import Path
 
 from tweetdomains.records import Record
 from tweetdomains.store import ObjectStore
-
 from tweetdomains_collector.stats import CollectorStats
 
 log = logging.getLogger("tweetdomains.collector")
@@ -153,7 +152,9 @@ class BatchSink:
         self._spooler = threading.Thread(target=self._spool_loop, name="collector-spool", daemon=True)
         self.stats.spool_depth = len(self.spool.pending())
         if self.stats.spool_depth:
-            log.info("found spooled batches from an earlier run", extra={"spool_depth": self.stats.spool_depth})
+            log.info(
+                "found spooled batches from an earlier run", extra={"spool_depth": self.stats.spool_depth}
+            )
         self._writer.start()
         self._spooler.start()
 
@@ -234,7 +235,9 @@ class BatchSink:
         try:
             self.spool.save(key, data)
         except OSError as exc:
-            log.error("cannot spool a batch: records lost", extra={"key": key, "records": count, "error": str(exc)})
+            log.error(
+                "cannot spool a batch: records lost", extra={"key": key, "records": count, "error": str(exc)}
+            )
             return
         with self._lock:
             self.stats.spooled += count

@@ -17,7 +17,6 @@ from typing import Any
 
 from tweetdomains.codecs import iter_paths, iter_records, parse_payload
 from tweetdomains.records import Record
-
 from tweetdomains_collector.settings import Settings
 from tweetdomains_collector.stats import CollectorStats
 
@@ -60,7 +59,9 @@ class Source:
 class IterableSource(Source):
     """Records from an iterator, in chunks, optionally paced to ``rate`` records a second."""
 
-    def __init__(self, name: str, records: Iterable[Record], stats: CollectorStats, rate: float | None = None):
+    def __init__(
+        self, name: str, records: Iterable[Record], stats: CollectorStats, rate: float | None = None
+    ):
         super().__init__(stats)
         self.name = name
         self.records = records
@@ -79,10 +80,10 @@ class IterableSource(Source):
                 wait = started + sent / self.rate - time.monotonic()
                 if wait > 0 and self.stopping.wait(wait):
                     return
-            self.stats.received += len(chunk)
-            sent += len(chunk)
             if not emit(chunk):
                 return
+            self.stats.received += len(chunk)
+            sent += len(chunk)
 
 
 def _replay_records(patterns: list[str], stats: CollectorStats) -> Iterator[Record]:
@@ -152,7 +153,7 @@ def _stream_class() -> type:
     import tweepy
     from tweepy.streaming import BaseStream
 
-    class SampledStream(tweepy.StreamingClient):  # type: ignore[misc]
+    class SampledStream(tweepy.StreamingClient):
         """tweepy's StreamingClient, one connection per :meth:`sample` call.
 
         tweepy's own reconnect loop has fixed delays and retries network errors forever; the
@@ -225,7 +226,9 @@ class XApiSource(Source):
     def __init__(self, settings: Settings, stats: CollectorStats) -> None:
         super().__init__(stats)
         if settings.x_bearer_token is None:
-            raise CollectorError("X_BEARER_TOKEN is not set: the x-api source needs a bearer token", exit_code=2)
+            raise CollectorError(
+                "X_BEARER_TOKEN is not set: the x-api source needs a bearer token", exit_code=2
+            )
         self.settings = settings
         self.backoff = Backoff(settings)
         self._emit: Emit | None = None
@@ -263,7 +266,12 @@ class XApiSource(Source):
             return not self.stopping.is_set()
         self.stats.received += len(records)
         assert self._emit is not None
-        return self._emit(records) and not self.stopping.is_set()
+        if not self._emit(records):
+            # Read off the socket after the collector closed its queue: counted, not kept.
+            for _ in records:
+                self.stats.drop("shutdown")
+            return False
+        return not self.stopping.is_set()
 
     def stop(self) -> None:
         super().stop()

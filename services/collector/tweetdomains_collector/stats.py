@@ -90,7 +90,11 @@ class StatsMetrics:
             ("records_written", "Records in batches that reached the store", s.written),
             ("batches_written", "Batches that reached the store", s.batches_written),
             ("bytes_written", "Compressed bytes that reached the store", s.bytes_written),
-            ("batches_spooled", "Batches written to the local spool after a store failure", s.batches_spooled),
+            (
+                "batches_spooled",
+                "Batches written to the local spool after a store failure",
+                s.batches_spooled,
+            ),
             ("store_errors", "Failed store writes", s.store_errors),
             ("disconnects", "Stream disconnects", s.disconnects),
             ("seconds_disconnected", "Seconds spent disconnected from the stream", s.seconds_disconnected),
@@ -102,8 +106,12 @@ class StatsMetrics:
         for reason, count in sorted(s.dropped.items()):
             dropped.add_metric([reason], count)
         yield dropped
-        yield GaugeMetricFamily(f"{prefix}_spool_depth", "Batches waiting in the local spool", value=s.spool_depth)
-        yield GaugeMetricFamily(f"{prefix}_connected", "1 while the stream is connected", value=int(s.connected))
+        yield GaugeMetricFamily(
+            f"{prefix}_spool_depth", "Batches waiting in the local spool", value=s.spool_depth
+        )
+        yield GaugeMetricFamily(
+            f"{prefix}_connected", "1 while the stream is connected", value=int(s.connected)
+        )
 
 
 class OpsServer:
@@ -114,7 +122,7 @@ class OpsServer:
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(StatsMetrics(stats))  # type: ignore[arg-type]
+        registry.register(StatsMetrics(stats))
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:

@@ -1,0 +1,164 @@
+"""Collector throughput into S3: our batching sink against one put per tweet (the original design).
+
+Starts moto's S3 server on loopback, replays a large synthetic stream (``simulate``) through the
+collector into it with the default batching hints, then writes a smaller number of tweets one
+PUT each, as the original collector did with Firehose. Prints rates, memory over the run and,
+last, ``tweets_per_s=N baseline_tweets_per_s=N ratio=N peak_rss_mb=N``.
+
+    python benchmarks/collector.py [--tweets 200000] [--baseline-tweets 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"moto server did not start on port {port}")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+class RssSampler(threading.Thread):
+    """Samples this process's resident memory every ``every`` seconds."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.every = every
+        self.samples: list[float] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            self.samples.append(_rss_mb())
+
+
+def run_ours(uri: str, tweets: int, spool: Path) -> tuple[float, int, list[float]]:
+    from tweetdomains_collector.service import run_collector
+    from tweetdomains_collector.settings import Settings
+
+    settings = Settings(
+        source="simulate:1", store=uri, limit=tweets, spool_dir=str(spool), status_seconds=3600
+    )
+    sampler = RssSampler()
+    sampler.start()
+    started = time.perf_counter()
+    stats = run_collector(settings, handle_signals=False, progress=False)
+    elapsed = time.perf_counter() - started
+    sampler.done.set()
+    sampler.join()
+    if stats.written != tweets or stats.spool_depth:
+        raise SystemExit(
+            f"benchmark run lost tweets: written={stats.written} spool_depth={stats.spool_depth}"
+        )
+    print(
+        f"ours: {stats.written} tweets in {stats.batches_written} batches "
+        f"({stats.bytes_written / 1e6:.1f} MB gzip) "
+        f"in {elapsed:.2f}s = {stats.written / elapsed:,.0f} tweets/s",
+        flush=True,
+    )
+    return stats.written / elapsed, stats.written, sampler.samples
+
+
+def run_baseline(endpoint: str, bucket: str, tweets: int) -> float:
+    """One PUT per tweet, as the original collector put one record per tweet to Firehose."""
+    import boto3
+
+    from tweetdomains.codecs import keep_reason
+    from tweetdomains.simulate import SyntheticTweets
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    records = (r for r in SyntheticTweets(2).records() if keep_reason(r) is None)
+    started = time.perf_counter()
+    for index in range(tweets):
+        record = next(records)
+        client.put_object(
+            Bucket=bucket, Key=f"baseline/{record.id}-{index}.json", Body=record.to_json().encode()
+        )
+    elapsed = time.perf_counter() - started
+    print(
+        f"baseline: {tweets} tweets, one PUT each, in {elapsed:.2f}s = {tweets / elapsed:,.0f} tweets/s",
+        flush=True,
+    )
+    return tweets / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tweets", type=int, default=200_000, help="tweets through our sink (default %(default)s)"
+    )
+    parser.add_argument("--baseline-tweets", type=int, default=2_000, help="tweets put one by one")
+    args = parser.parse_args()
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port)
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
+        with tempfile.TemporaryDirectory() as spool:
+            rss_before = _rss_mb()
+            ours, _written, samples = run_ours("s3://bench/collector", args.tweets, Path(spool))
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # ru_maxrss is KiB on Linux
+        if samples:
+            quarter = max(1, len(samples) // 4)
+            print(
+                f"rss_mb: before={rss_before:.0f} first_quarter_max={max(samples[:quarter]):.0f} "
+                f"last_quarter_max={max(samples[-quarter:]):.0f} peak={peak_mb:.0f}",
+                flush=True,
+            )
+        baseline = run_baseline(endpoint, "bench", args.baseline_tweets)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print(
+        f"tweets_per_s={ours:.0f} baseline_tweets_per_s={baseline:.0f} ratio={ours / baseline:.1f} "
+        f"peak_rss_mb={peak_mb:.0f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
