@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned to the release whose CPU build pip finds locally; see README "Install".
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# checkov pins old boto3/packaging: it lives in a venv of its own (static checks of the images).
+	test -x $(VENV)/checkov/bin/checkov || ($(PYTHON) -m venv $(VENV)/checkov && $(VENV)/checkov/bin/pip install --quiet 'checkov==3.3.30')
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
