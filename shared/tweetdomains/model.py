@@ -104,17 +104,30 @@ class RecurrentClassifier(nn.Module):
         """Pooled recurrent features, shape ``[batch, features]``.
 
         ``token_ids`` is ``[batch, time]`` right-padded with 0; ``lengths`` holds the true
-        lengths (>= 1). Packing makes the recurrence skip the padding entirely.
+        lengths (>= 1). A bidirectional model packs the batch, so its backward direction starts
+        at each tweet's true end; padded steps never reach the pooled features either way.
         """
         embedded = self.embedding(token_ids)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        output, hidden = self.recurrent(packed)
-        if self.config.pooling == "last":
-            h_n = hidden[0] if isinstance(hidden, tuple) else hidden
-            if self.config.bidirectional:
+        lengths_cpu = lengths.cpu()
+        if self.config.bidirectional and bool((lengths_cpu != token_ids.shape[1]).any()):
+            packed = pack_padded_sequence(embedded, lengths_cpu, batch_first=True, enforce_sorted=False)
+            output, hidden = self.recurrent(packed)
+            if self.config.pooling == "last":
+                h_n = hidden[0] if isinstance(hidden, tuple) else hidden
                 return torch.cat([h_n[-2], h_n[-1]], dim=1)
-            return h_n[-1]
-        padded, _ = pad_packed_sequence(output, batch_first=True, total_length=token_ids.shape[1])
+            padded, _ = pad_packed_sequence(output, batch_first=True, total_length=token_ids.shape[1])
+        else:
+            # A forward-only recurrence never sees the right padding before a tweet's last
+            # token, so the dense kernel over a length-bucketed batch gives the packed result
+            # at a fraction of its cost; padded steps are masked out or skipped below.
+            padded, _ = self.recurrent(embedded)
+            if self.config.pooling == "last":
+                last = (lengths_cpu - 1).to(padded.device)
+                if not self.config.bidirectional:
+                    return padded[torch.arange(len(padded), device=padded.device), last]
+                # Every tweet fills the batch: the backward direction's final state is step 0.
+                half = self.config.hidden_dim
+                return torch.cat([padded[:, -1, :half], padded[:, 0, half:]], dim=1)
         mask = (
             torch.arange(token_ids.shape[1], device=token_ids.device)[None, :]
             < lengths[:, None].to(token_ids.device)

@@ -52,12 +52,16 @@ class Classifier:
     def predict_ids(self, encoded: Sequence[list[int]], batch_size: int = 512) -> np.ndarray:
         """Probabilities ``[n, labels]`` for already-encoded texts, in input order."""
         probs = np.zeros((len(encoded), len(self.labels)), dtype=np.float32)
-        # Length-sorted batches: little padding, so the recurrence does little wasted work.
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            ids, lengths = pad_batch([encoded[i] for i in rows])
-            probs[rows] = torch.sigmoid(self.model(ids, lengths)).float().numpy()
+        # Batches of one exact length: no padding, so a bidirectional model runs the dense
+        # recurrent kernel instead of packing (2-5x faster on CPU), and no step is wasted.
+        by_length: dict[int, list[int]] = {}
+        for i in sorted(range(len(encoded)), key=lambda i: len(encoded[i])):
+            by_length.setdefault(max(1, len(encoded[i])), []).append(i)
+        for group in by_length.values():
+            for start in range(0, len(group), batch_size):
+                rows = group[start : start + batch_size]
+                ids, lengths = pad_batch([encoded[i] for i in rows])
+                probs[rows] = torch.sigmoid(self.model(ids, lengths)).float().numpy()
         return probs
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 512) -> np.ndarray:

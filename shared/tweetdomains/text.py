@@ -106,6 +106,10 @@ class Vocabulary:
         obj = json.loads(data)
         if not isinstance(obj, dict) or not isinstance(obj.get("tokens"), list):
             raise ValueError("vocab.json must be an object with a 'tokens' list")
+        if obj.get("kind", "word") == "wordpiece":
+            from tweetdomains.pretrained import WordpieceVocabulary
+
+            return WordpieceVocabulary(tuple(str(t) for t in obj["tokens"]))
         return cls(tuple(str(t) for t in obj["tokens"]))
 
     def fingerprint(self) -> str:

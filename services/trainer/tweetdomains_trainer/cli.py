@@ -30,7 +30,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_hyper_parameters(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """Flags named after :class:`TrainOptions` fields; unset ones keep the recipe default."""
     g = parser.add_argument_group("data")
-    g.add_argument("--data", nargs="+", default=None, metavar="PATH", help="record files/globs (default: raw/)")
+    g.add_argument(
+        "--data", nargs="+", default=None, metavar="PATH", help="record files/globs (default: raw/)"
+    )
     g.add_argument("--label-field", default=None, help="JSON field holding the labels (default domains)")
     g.add_argument("--test-percent", type=int, default=None, help="share held out as test (default 20)")
     g.add_argument("--validation-percent", type=int, default=None, help="validation share (default 10)")
@@ -59,6 +61,9 @@ def _add_hyper_parameters(parser: argparse.ArgumentParser, sweep: bool = False) 
     t.add_argument("--seed", type=int, default=None)
     r = parser.add_argument_group("run")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="auto: CUDA if present")
+    r.add_argument(
+        "--precision", choices=["auto", "bf16", "fp32"], default=None, help="auto: bf16 autocast on CUDA"
+    )
     r.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
     r.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     if not sweep:
@@ -153,7 +158,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from tweetdomains_trainer.evaluate import evaluate
 
     store = _setup(args)
-    result = evaluate(store, args.run, args.data, label_field=args.label_field, write_report=not args.no_report)
+    result = evaluate(
+        store, args.run, args.data, label_field=args.label_field, write_report=not args.no_report
+    )
     print(json.dumps(result, ensure_ascii=False), flush=True)
     return 0
 

@@ -170,14 +170,14 @@ def load_dataset(
 ) -> Dataset:
     """Build the deduplicated, split dataset; ValueError when it cannot train a model."""
     stats = codecs.ParseStats()
-    dataset = build_dataset(read_records(store, data, stats, label_field), stats, test_percent, validation_percent)
+    dataset = build_dataset(
+        read_records(store, data, stats, label_field), stats, test_percent, validation_percent
+    )
     source = ", ".join(data) if data else f"{store.uri}/raw/"
     if not dataset.train:
         raise ValueError(f"no labeled training records in {source} ({dataset.summary()})")
     if not dataset.validation:
-        raise ValueError(
-            f"no validation records in {source}: need more labeled tweets ({dataset.summary()})"
-        )
+        raise ValueError(f"no validation records in {source}: need more labeled tweets ({dataset.summary()})")
     return dataset
 
 
@@ -206,7 +206,9 @@ def encode_dataset(
         except (ValueError, KeyError, OSError) as exc:  # a damaged cache entry is rebuilt
             log.warning("ignoring unreadable dataset cache %s: %s", key, exc)
     splits = {
-        name: encode_split(tokens[name], [r.domains for r in getattr(dataset, name)], vocab, labels, max_tokens)
+        name: encode_split(
+            tokens[name], [r.domains for r in getattr(dataset, name)], vocab, labels, max_tokens
+        )
         for name in SPLITS
     }
     encoded = EncodedDataset(vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, **splits)

@@ -72,7 +72,8 @@ def evaluate(
         ]
         store.put(f"{base}.md", "\n".join(md).encode())
         store.put(
-            f"{base}.png", reports.per_label_f1_png(result["per_label"], f"per-domain F1, {classifier.run_id}")
+            f"{base}.png",
+            reports.per_label_f1_png(result["per_label"], f"per-domain F1, {classifier.run_id}"),
         )
         out["report"] = f"{base}.md"
     return out

@@ -1,0 +1,47 @@
+"""``tweetdomains serve``. Standard library only at module level (fast ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the API's command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the inference API (POST /classify) on the best model in the store",
+        description="Run the inference API. Flags override the TWEETDOMAINS_* settings.",
+    )
+    parser.add_argument("--store", help="store URI: s3://bucket/prefix, file:///path or a path")
+    parser.add_argument("--redis-url", help="Redis for the cache (default: an in-process LRU)")
+    parser.add_argument("--host", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8000)")
+    parser.add_argument("--run", help="serve this run id instead of following models/best.json")
+    parser.add_argument("--max-batch-size", type=int, help="texts per forward pass at most (default 128)")
+    parser.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill (default 2)")
+    parser.add_argument("--reload-interval", type=float, dest="reload_interval_s", help="seconds between polls")
+    parser.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from tweetdomains.cli import UsageError
+    from tweetdomains.logs import setup_logging
+    from tweetdomains_api.app import serve
+    from tweetdomains_api.settings import Settings
+
+    overrides = {
+        key: value
+        for key in ("store", "redis_url", "host", "port", "run", "max_batch_size", "max_wait_ms", "reload_interval_s")
+        if (value := getattr(args, key, None)) is not None
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UsageError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    setup_logging(settings.log_level, settings.log_format)
+    serve(settings)
+    return 0

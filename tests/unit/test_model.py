@@ -1,0 +1,109 @@
+"""The recurrent classifiers: shapes, packing, every knob, and the safetensors round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tweetdomains.model import (
+    LSTMClassifier,
+    ModelConfig,
+    RNNClassifier,
+    bce_loss,
+    build_model,
+    model_from_bytes,
+    model_to_bytes,
+    pad_batch,
+)
+
+
+def _config(**kw: object) -> ModelConfig:
+    base: dict[str, object] = {
+        "vocab_size": 50,
+        "num_labels": 7,
+        "embedding_dim": 8,
+        "hidden_dim": 6,
+        "recurrent_layers": 2,
+        "linear_layers": 2,
+        "dropout": 0.0,
+    }
+    return ModelConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("kind", ["lstm", "rnn"])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean_max"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_one_logit_per_label_for_every_shape(kind: str, pooling: str, bidirectional: bool) -> None:
+    torch.manual_seed(0)
+    model = build_model(_config(kind=kind, pooling=pooling, bidirectional=bidirectional)).eval()
+    assert isinstance(model, LSTMClassifier if kind == "lstm" else RNNClassifier)
+    ids, lengths = pad_batch([[2, 3, 4], [5], [6, 7, 8, 9, 10]])
+    assert model(ids, lengths).shape == (3, 7)
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean_max"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_never_changes_a_tweets_logits(pooling: str, bidirectional: bool) -> None:
+    """Packed sequences: a tweet scores the same alone or beside a longer one."""
+    torch.manual_seed(1)
+    model = build_model(_config(pooling=pooling, bidirectional=bidirectional)).eval()
+    alone_ids, alone_len = pad_batch([[4, 5, 6]])
+    mixed_ids, mixed_len = pad_batch([[4, 5, 6], [7, 8, 9, 10, 11, 12, 13]])
+    with torch.no_grad():
+        alone = model(alone_ids, alone_len)
+        mixed = model(mixed_ids, mixed_len)
+    torch.testing.assert_close(alone[0], mixed[0])
+
+
+def test_linear_layers_and_recurrent_layers_are_what_the_config_says() -> None:
+    model = build_model(_config(kind="lstm", recurrent_layers=3, linear_layers=3))
+    linears = [m for m in model.head if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3
+    assert model.recurrent.num_layers == 3
+
+
+def test_weights_round_trip_through_safetensors_bytes() -> None:
+    torch.manual_seed(2)
+    model = build_model(_config()).eval()
+    clone = model_from_bytes(model.config, model_to_bytes(model))
+    ids, lengths = pad_batch([[2, 3], [4, 5, 6]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, lengths), clone(ids, lengths))
+
+
+def test_weights_for_another_shape_are_refused() -> None:
+    data = model_to_bytes(build_model(_config(hidden_dim=6)))
+    with pytest.raises(RuntimeError):
+        model_from_bytes(_config(hidden_dim=9), data)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"kind": "gru"}, {"pooling": "attention"}, {"dropout": 1.0}, {"linear_layers": 0}, {"hidden_dim": 0}],
+)
+def test_bad_configs_are_rejected_with_a_reason(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        _config(**bad)
+
+
+def test_config_json_round_trip_and_unknown_fields() -> None:
+    import json
+
+    config = _config(bidirectional=True)
+    assert ModelConfig.from_dict(json.loads(config.to_json())) == config
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({**json.loads(config.to_json()), "ninp": 3})
+
+
+def test_pos_weight_makes_missed_positives_cost_more() -> None:
+    logits = torch.tensor([[-2.0, -2.0]])
+    target = torch.tensor([[1.0, 1.0]])
+    plain = bce_loss()(logits, target)
+    weighted = bce_loss(torch.tensor([4.0, 4.0]))(logits, target)
+    assert weighted > plain * 3
+
+
+def test_empty_tweet_gets_one_unknown_step() -> None:
+    ids, lengths = pad_batch([[], [3, 4]])
+    assert lengths.tolist() == [1, 2]
+    assert ids[0, 0] == 1
