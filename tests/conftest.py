@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,7 +97,7 @@ class S3Server:
         return name
 
 
-def _creds(env: dict[str, str]) -> dict[str, str]:
+def _creds(env: dict[str, str]) -> dict[str, Any]:
     return {
         "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],

@@ -20,10 +20,25 @@ from tweetdomains.store import open_store
 from tweetdomains.text import Vocabulary
 
 LABELS = ["Brand", "Musician", "Person", "Sport", "Sports Team"]
-WORDS = "taylor swift album song goal match team arsenal nike shoes brand music".split()
+WORDS = [
+    "taylor",
+    "swift",
+    "album",
+    "song",
+    "goal",
+    "match",
+    "team",
+    "arsenal",
+    "nike",
+    "shoes",
+    "brand",
+    "music",
+]
 
 
-def publish_model(store_uri: str, seed: int = 0, labels: list[str] | None = None, promote: bool = True) -> str:
+def publish_model(
+    store_uri: str, seed: int = 0, labels: list[str] | None = None, promote: bool = True
+) -> str:
     """A small random-weight LSTM published (and promoted) as a real run."""
     labels = labels or LABELS
     torch.manual_seed(seed)
@@ -42,7 +57,9 @@ def publish_model(store_uri: str, seed: int = 0, labels: list[str] | None = None
 class ApiProcess:
     """`python -m tweetdomains serve` as a child process, the way operators run it."""
 
-    def __init__(self, store_uri: str, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, store_uri: str, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.store_uri = store_uri
@@ -53,7 +70,16 @@ class ApiProcess:
 
     def start(self, log_dir: Path, wait_ready: bool = True) -> ApiProcess:
         self.log_path = log_dir / f"api-{self.port}.log"
-        command = [sys.executable, "-m", "tweetdomains", "serve", "--store", self.store_uri, "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "tweetdomains",
+            "serve",
+            "--store",
+            self.store_uri,
+            "--port",
+            str(self.port),
+        ]
         self.process = subprocess.Popen(
             [*command, *self.args], env=self.env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT
         )

@@ -98,9 +98,13 @@ def test_size_limits(api: ApiProcess) -> None:
         for _ in range(12):
             yield b"a" * 100_000
 
-    chunked = httpx.post(api.base + "/classify", content=chunks(), headers={"content-type": "application/json"})
+    chunked = httpx.post(
+        api.base + "/classify", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert chunked.status_code == 413
-    assert httpx.post(api.base + "/classify", json={"text": "a " * 6000}).status_code == 422  # over 10,000 chars
+    assert (
+        httpx.post(api.base + "/classify", json={"text": "a " * 6000}).status_code == 422
+    )  # over 10,000 chars
     window = httpx.post(api.base + "/classify", json={"text": "goal " * 1500})  # truncated to the window
     assert window.status_code == 200
 
@@ -125,9 +129,16 @@ def test_api_key(store_uri: str, tmp_path: Path) -> None:
     try:
         for path in ("/healthz", "/readyz", "/metrics"):
             assert httpx.get(api.base + path).status_code == 200
-        for method, path in [("POST", "/classify"), ("POST", "/classify/batch"), ("GET", "/labels"), ("GET", "/model")]:
+        for method, path in [
+            ("POST", "/classify"),
+            ("POST", "/classify/batch"),
+            ("GET", "/labels"),
+            ("GET", "/model"),
+        ]:
             assert httpx.request(method, api.base + path, json={"text": "x"}).status_code == 401
-            wrong = httpx.request(method, api.base + path, json={"text": "x"}, headers={"Authorization": "Bearer no"})
+            wrong = httpx.request(
+                method, api.base + path, json={"text": "x"}, headers={"Authorization": "Bearer no"}
+            )
             assert wrong.status_code == 401 and "wrong API key" in wrong.text
         for path in ("/", "/docs", "/openapi.json"):
             assert httpx.get(api.base + path).status_code == 401
@@ -138,7 +149,9 @@ def test_api_key(store_uri: str, tmp_path: Path) -> None:
         api.stop()
 
 
-def test_redis_cache_shared_and_invalidated_by_a_new_model(store_uri: str, tmp_path: Path, redis_url: str) -> None:
+def test_redis_cache_shared_and_invalidated_by_a_new_model(
+    store_uri: str, tmp_path: Path, redis_url: str
+) -> None:
     publish_model(store_uri, seed=1)
     env = {"TWEETDOMAINS_REDIS_URL": redis_url}
     a = ApiProcess(store_uri, env=env).start(tmp_path)
@@ -147,15 +160,19 @@ def test_redis_cache_shared_and_invalidated_by_a_new_model(store_uri: str, tmp_p
     try:
         assert httpx.post(a.base + "/classify", json={"text": text}).json()["cached"] is False
         time.sleep(0.2)  # the cache write happens after the answer
-        assert httpx.post(b.base + "/classify", json={"text": text}).json()["cached"] is True, "shared by replicas"
-        assert "cache\":{\"backend\":\"redis\"" in httpx.get(a.base + "/readyz").text.replace(" ", "")
+        assert httpx.post(b.base + "/classify", json={"text": text}).json()["cached"] is True, (
+            "shared by replicas"
+        )
+        assert 'cache":{"backend":"redis"' in httpx.get(a.base + "/readyz").text.replace(" ", "")
         new_run = publish_model(store_uri, seed=3)
         deadline = time.monotonic() + 20
         while httpx.get(a.base + "/model").json()["run_id"] != new_run:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         after = httpx.post(a.base + "/classify", json={"text": text}).json()
-        assert after["model_version"] == new_run and after["cached"] is False, "a new model never serves old answers"
+        assert after["model_version"] == new_run and after["cached"] is False, (
+            "a new model never serves old answers"
+        )
     finally:
         a.stop()
         b.stop()
@@ -169,7 +186,8 @@ def test_redis_down_serves_uncached_then_recovers(store_uri: str, tmp_path: Path
     wait_for_port(port)
     publish_model(store_uri, seed=1)
     api = ApiProcess(
-        store_uri, env={"TWEETDOMAINS_REDIS_URL": f"redis://127.0.0.1:{port}/0", "TWEETDOMAINS_REDIS_RETRY_S": "0.5"}
+        store_uri,
+        env={"TWEETDOMAINS_REDIS_URL": f"redis://127.0.0.1:{port}/0", "TWEETDOMAINS_REDIS_RETRY_S": "0.5"},
     ).start(tmp_path)
     try:
         httpx.post(api.base + "/classify", json={"text": "warm up"})

@@ -53,11 +53,15 @@ def test_page_shows_bars_sorted_with_predicted_marked(browser, tmp_path: Path) -
         probabilities = [float(row.get_attribute("data-probability") or "nan") for row in rows]
         assert sorted(names) == sorted(LABELS), "every domain is a bar"
         assert probabilities == sorted(probabilities, reverse=True)
-        predicted = [row.get_attribute("data-name") for row in page.query_selector_all("#bars .row.predicted")]
+        predicted = [
+            row.get_attribute("data-name") for row in page.query_selector_all("#bars .row.predicted")
+        ]
         assert predicted, "at least one predicted domain is marked"
         meta = page.inner_text("#meta")
         assert run_id in meta and "computed" in meta
-        widths = [row.query_selector(".bar").evaluate("el => el.getBoundingClientRect().width") for row in rows]
+        widths = [
+            row.query_selector(".bar").evaluate("el => el.getBoundingClientRect().width") for row in rows
+        ]
         assert widths[0] >= widths[-1] > 0
         page.screenshot(path=str(tmp_path / "page.png"))
 

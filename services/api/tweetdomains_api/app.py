@@ -30,7 +30,13 @@ from tweetdomains_api.cache import Cache, CacheUnavailable, cache_key, make_cach
 from tweetdomains_api.metrics import ApiMetrics
 from tweetdomains_api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from tweetdomains_api.models import ModelHolder
-from tweetdomains_api.schemas import BatchRequest, BatchResponse, ClassifyRequest, ClassifyResponse, ErrorResponse
+from tweetdomains_api.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ClassifyRequest,
+    ClassifyResponse,
+    ErrorResponse,
+)
 from tweetdomains_api.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -87,7 +93,9 @@ def _result(classifier: Classifier, probs: np.ndarray, cached: bool) -> dict[str
     }
 
 
-async def classify_texts(services: Services, classifier: Classifier, texts: list[str]) -> list[dict[str, Any]]:
+async def classify_texts(
+    services: Services, classifier: Classifier, texts: list[str]
+) -> list[dict[str, Any]]:
     """Cache lookups (one round trip), one batched forward pass for the misses, cache writes."""
     limit = services.settings.max_text_chars
     for i, text in enumerate(texts):
@@ -177,14 +185,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     # Outermost first: metrics see every answer, auth runs before any body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None)
+    app.add_middleware(
+        ApiKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The default echoes the input back (a 100,000-character text, say): keep field + reason.
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
         ]
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
@@ -239,7 +250,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/model", tags=["model"])
     async def model_info(model: ModelDep) -> dict[str, Any]:
         """The served model's run id, metrics and creation time."""
-        return {"run_id": model.run_id, "created_at": model.created_at, "labels": len(model.labels), "metrics": model.metrics}
+        return {
+            "run_id": model.run_id,
+            "created_at": model.created_at,
+            "labels": len(model.labels),
+            "metrics": model.metrics,
+        }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

@@ -11,6 +11,7 @@ next call after that tries again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -112,7 +113,7 @@ class RedisCache:
         except Exception as exc:  # redis errors, timeouts, connection resets
             self._failed(exc)
             raise CacheUnavailable(str(exc)) from exc
-        return [bytes(v) if v is not None else None for v in values]
+        return [v if isinstance(v, bytes) else None for v in values]
 
     async def set_many(self, items: dict[str, bytes]) -> None:
         if not items or not self._available():
@@ -129,17 +130,17 @@ class RedisCache:
         return "ok" if self._available() else "degraded"
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a broken connection must not fail shutdown
             await self.client.aclose()
-        except Exception:  # closing a broken connection must not fail shutdown
-            pass
 
 
 class CacheUnavailable(RuntimeError):
     """The cache could not answer; the request is served uncached."""
 
 
-def make_cache(redis_url: str | None, ttl_s: int, max_entries: int, timeout_s: float, retry_s: float) -> Cache:
+def make_cache(
+    redis_url: str | None, ttl_s: int, max_entries: int, timeout_s: float, retry_s: float
+) -> Cache:
     if redis_url:
         return RedisCache(redis_url, ttl_s, timeout_s, retry_s)
     return LRUCache(max_entries)

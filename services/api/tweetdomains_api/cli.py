@@ -20,7 +20,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--run", help="serve this run id instead of following models/best.json")
     parser.add_argument("--max-batch-size", type=int, help="texts per forward pass at most (default 128)")
     parser.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill (default 2)")
-    parser.add_argument("--reload-interval", type=float, dest="reload_interval_s", help="seconds between polls")
+    parser.add_argument(
+        "--reload-interval", type=float, dest="reload_interval_s", help="seconds between polls"
+    )
     parser.set_defaults(func=run_serve)
 
 
@@ -34,7 +36,16 @@ def run_serve(args: argparse.Namespace) -> int:
 
     overrides = {
         key: value
-        for key in ("store", "redis_url", "host", "port", "run", "max_batch_size", "max_wait_ms", "reload_interval_s")
+        for key in (
+            "store",
+            "redis_url",
+            "host",
+            "port",
+            "run",
+            "max_batch_size",
+            "max_wait_ms",
+            "reload_interval_s",
+        )
         if (value := getattr(args, key, None)) is not None
     }
     try:

@@ -15,7 +15,11 @@ class ApiMetrics:
             "tweetdomains_http_requests_total", "HTTP requests", ["route", "method", "status"], registry=r
         )
         self.latency = Histogram(
-            "tweetdomains_http_request_seconds", "HTTP latency", ["route"], buckets=_LATENCY_BUCKETS, registry=r
+            "tweetdomains_http_request_seconds",
+            "HTTP latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_size = Histogram(
             "tweetdomains_batch_size",
@@ -24,7 +28,10 @@ class ApiMetrics:
             registry=r,
         )
         self.queue_wait = Histogram(
-            "tweetdomains_queue_wait_seconds", "time a request waited for its batch", buckets=_LATENCY_BUCKETS, registry=r
+            "tweetdomains_queue_wait_seconds",
+            "time a request waited for its batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.inference = Histogram(
             "tweetdomains_inference_seconds", "forward pass time", buckets=_LATENCY_BUCKETS, registry=r
@@ -32,5 +39,9 @@ class ApiMetrics:
         self.cache = Counter("tweetdomains_cache_total", "cache lookups per text", ["result"], registry=r)
         self.model_info = Gauge("tweetdomains_model_info", "served model (value 1)", ["run_id"], registry=r)
         self.model_load_seconds = Gauge("tweetdomains_model_load_seconds", "last model load time", registry=r)
-        self.reloads = Counter("tweetdomains_model_reloads_total", "model loads by result", ["result"], registry=r)
-        self.redis_up = Gauge("tweetdomains_cache_up", "1 when the cache answers, 0 when degraded", registry=r)
+        self.reloads = Counter(
+            "tweetdomains_model_reloads_total", "model loads by result", ["result"], registry=r
+        )
+        self.redis_up = Gauge(
+            "tweetdomains_cache_up", "1 when the cache answers, 0 when degraded", registry=r
+        )

@@ -11,7 +11,7 @@ import binascii
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -26,17 +26,34 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 KNOWN_ROUTES = frozenset(
-    {"/", "/classify", "/classify/batch", "/healthz", "/readyz", "/metrics", "/labels", "/model", "/docs", "/openapi.json"}
+    {
+        "/",
+        "/classify",
+        "/classify/batch",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/labels",
+        "/model",
+        "/docs",
+        "/openapi.json",
+    }
 )
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": payload})
@@ -80,7 +97,9 @@ def _presented_key(scope: Scope) -> str | None:
                 return credentials.strip()
             if scheme.lower() == "basic":  # browsers: the page and /docs prompt for it natively
                 try:
-                    _user, _, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+                    _user, _, password = (
+                        base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+                    )
                 except (binascii.Error, UnicodeDecodeError):
                     return None
                 return password
@@ -108,7 +127,12 @@ class ApiKeyMiddleware:
             return
         detail = "missing API key" if key is None else "wrong API key"
         challenge = b'Basic realm="tweetdomains"' if scope.get("path") in ("/", "/docs") else b"Bearer"
-        await send_json(send, 401, {"detail": f"{detail}: send 'Authorization: Bearer <key>'"}, [(b"www-authenticate", challenge)])
+        await send_json(
+            send,
+            401,
+            {"detail": f"{detail}: send 'Authorization: Bearer <key>'"},
+            [(b"www-authenticate", challenge)],
+        )
 
 
 class BodyTooLarge(HTTPException):

@@ -87,7 +87,11 @@ class ModelHolder:
             self.refused.add(run_id)
             self.last_error = f"run {run_id} refused: {exc}"
             self.metrics.reloads.labels("refused").inc()
-            log.error("model refused, still serving %s", current or "nothing", extra={"run_id": run_id, "error": str(exc)})
+            log.error(
+                "model refused, still serving %s",
+                current or "nothing",
+                extra={"run_id": run_id, "error": str(exc)},
+            )
             return False
         self.current = classifier  # the swap: one reference assignment
         self.last_error = None

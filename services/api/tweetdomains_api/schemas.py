@@ -55,7 +55,10 @@ class ClassifyResponse(ClassifyResult):
             "examples": [
                 {
                     "model_version": "lstm-20261129-031500-a1b2c3",
-                    "domains": [{"name": "Musician", "probability": 0.97}, {"name": "Person", "probability": 0.95}],
+                    "domains": [
+                        {"name": "Musician", "probability": 0.97},
+                        {"name": "Person", "probability": 0.95},
+                    ],
                     "predicted": ["Musician", "Person"],
                     "cached": False,
                 }
