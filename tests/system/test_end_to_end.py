@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import free_port
 from tweetdomains.simulate import generate
 
-
 DEMO = [sys.executable, "-m", "tweetdomains", "demo"]
 
 
