@@ -36,6 +36,10 @@ format: install
 pytest: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## reliability: fault, load and hostile-input scenarios against the real processes; prints the table
+reliability: install
+	$(BIN)/python -m pytest reliability -m reliability -p no:cacheprovider $(PYTEST_ARGS)
+
 benchmarks: install
 	$(BIN)/python benchmarks/collector.py
 	$(BIN)/python benchmarks/training.py

@@ -148,7 +148,10 @@ def test_kubernetes_resources_and_overlays_named_exist(workdir: str) -> None:
     for path in re.findall(
         r"(?<![\w/.])((?:k8s|services)/[\w./-]+|docker-compose[\w.]*\.yml|\.env\.example)", section
     ):
-        assert (ROOT / path.rstrip(".")).exists(), path
+        path = path.rstrip(".")
+        if path.endswith("secrets.env"):  # the user creates it from the committed example
+            path += ".example"
+        assert (ROOT / path).exists(), path
 
 
 def test_environment_variables_named_exist() -> None:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -61,7 +62,8 @@ class Services:
     background: set[asyncio.Task[None]]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The app's services (async: a sync dependency would cost a thread hop per request)."""
     services: Services = request.app.state.services
     return services
 
@@ -69,7 +71,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_model(services: ServicesDep) -> Classifier:
+async def get_model(services: ServicesDep) -> Classifier:
     """The model snapshot this request runs on (it keeps it even if a swap happens meanwhile)."""
     model = services.holder.current
     if model is None:
@@ -82,13 +84,13 @@ ModelDep = Annotated[Classifier, Depends(get_model)]
 
 def _result(classifier: Classifier, probs: np.ndarray, cached: bool) -> dict[str, Any]:
     order = np.argsort(-probs, kind="stable")
-    chosen = probs >= classifier.thresholds
-    if not chosen.any():
-        chosen[order[0]] = True
-    labels = classifier.labels
+    chosen = (probs >= classifier.thresholds)[order].tolist()
+    chosen[0] = True if not any(chosen) else chosen[0]
+    names = [classifier.labels[j] for j in order.tolist()]
+    values = np.round(probs[order].astype(np.float64), 6).tolist()  # vectorised: ~80 per answer
     return {
-        "domains": [{"name": labels[j], "probability": round(float(probs[j]), 6)} for j in order],
-        "predicted": [labels[j] for j in order if chosen[j]],
+        "domains": [{"name": n, "probability": v} for n, v in zip(names, values, strict=True)],
+        "predicted": [n for n, c in zip(names, chosen, strict=True) if c],
         "cached": cached,
     }
 
@@ -135,6 +137,27 @@ async def classify_texts(
     return [_result(classifier, row, i not in miss_set) for i, row in enumerate(rows) if row is not None]
 
 
+def available_cpus() -> float:
+    """CPUs this process may use: the cgroup quota (a container's CPU limit) or its affinity."""
+    cpus = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def inference_threads() -> int:
+    """Torch threads for the forward pass: one CPU stays with the event loop (HTTP, JSON, cache).
+
+    Measured on 2 shared cores: 1 intra-op thread ran this model 4-10x faster than 2, which
+    fought the event loop (and each other) for the same cores.
+    """
+    return max(1, int(available_cpus()) - 1)
+
+
 def _json(body: dict[str, Any], version: str) -> JSONResponse:
     return JSONResponse(body, headers={"X-Model-Version": version})
 
@@ -152,7 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import torch
 
-        torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
+        torch.set_num_threads(settings.torch_threads or inference_threads())
         cache = make_cache(
             settings.redis_url,
             settings.cache_ttl_s,

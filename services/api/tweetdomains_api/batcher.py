@@ -85,18 +85,20 @@ class MicroBatcher:
                 self.metrics.queue_wait.observe(now - item.queued_at)
             try:
                 results = await loop.run_in_executor(self._executor, self._forward, items)
-            except Exception as exc:  # a model failure fails its requests, never the batcher
-                for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item, probs in zip(items, results, strict=True):
-                if not item.future.done():  # the client may have gone away
-                    item.future.set_result(probs)
+            except Exception as exc:  # never let a failure stop the batcher
+                results = [exc] * len(items)
+            for item, result in zip(items, results, strict=True):
+                if item.future.done():  # the client went away
+                    continue
+                if isinstance(result, BaseException):
+                    item.future.set_exception(result)
+                else:
+                    item.future.set_result(result)
 
-    def _forward(self, items: list[_Item]) -> list[np.ndarray]:
+    def _forward(self, items: list[_Item]) -> list[np.ndarray | Exception]:
+        """One pass per model snapshot in ``items``; a failing model fails only its requests."""
         started = time.perf_counter()
-        results: list[np.ndarray | None] = [None] * len(items)
+        results: list[np.ndarray | Exception] = [RuntimeError("not computed")] * len(items)
         by_model: dict[int, list[int]] = {}
         for index, item in enumerate(items):
             by_model.setdefault(id(item.classifier), []).append(index)
@@ -104,11 +106,16 @@ class MicroBatcher:
             classifier = items[indices[0]].classifier
             encoded = [seq for i in indices for seq in items[i].encoded]
             self.metrics.batch_size.observe(len(encoded))
-            probs = classifier.predict_ids(encoded, batch_size=max(len(encoded), 1))
+            try:
+                probs = classifier.predict_ids(encoded, batch_size=max(len(encoded), 1))
+            except Exception as exc:
+                for i in indices:
+                    results[i] = exc
+                continue
             offset = 0
             for i in indices:
                 n = len(items[i].encoded)
                 results[i] = probs[offset : offset + n]
                 offset += n
         self.metrics.inference.observe(time.perf_counter() - started)
-        return [r for r in results if r is not None]
+        return results

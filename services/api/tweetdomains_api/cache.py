@@ -11,6 +11,7 @@ next call after that tries again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 
 def cache_key(run_id: str, text: str) -> str:
     """``td:<sha256(run id, normalized text)>``."""
-    digest = hashlib.sha256(f"{run_id}\0{normalize(text)}".encode()).hexdigest()
+    # surrogatepass: JSON can carry lone surrogates ("\\ud800"); they must hash, not raise.
+    digest = hashlib.sha256(f"{run_id}\0{normalize(text)}".encode("utf-8", "surrogatepass")).hexdigest()
     return f"td:{digest}"
 
 
@@ -78,7 +80,13 @@ class LRUCache:
 
 
 class RedisCache:
-    """Redis with short timeouts and a circuit breaker; one pipelined round trip per batch."""
+    """Redis with short timeouts and a circuit breaker.
+
+    Lookups and writes of concurrent requests are coalesced: while one ``MGET`` is in flight,
+    the keys of the requests that arrive meanwhile gather into the next one, and writes go out
+    as one pipeline. Under load that is one round trip for dozens of requests, and two
+    connections whatever the concurrency (a pool per request would run out under bursts).
+    """
 
     backend = "redis"
 
@@ -89,16 +97,26 @@ class RedisCache:
         self.ttl_s = ttl_s
         self.retry_s = retry_s
         self.client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+            url,
+            socket_timeout=timeout_s,
+            # Connecting is rare (then the connection is reused): allow for a busy host.
+            socket_connect_timeout=max(timeout_s, 0.5),
+            retry_on_timeout=False,
         )
         self._open_until = 0.0
+        self._healthy = True  # how the last round trip went
         self.errors = 0
+        self._pending_gets: list[tuple[list[str], asyncio.Future[list[bytes | None]]]] = []
+        self._pending_sets: dict[str, bytes] = {}
+        self._getter: asyncio.Task[None] | None = None
+        self._setter: asyncio.Task[None] | None = None
 
     def _available(self) -> bool:
         return time.monotonic() >= self._open_until
 
     def _failed(self, exc: Exception) -> None:
         self.errors += 1
+        self._healthy = False
         if self._available():
             log.warning("redis unavailable, serving uncached for %.1fs: %s", self.retry_s, exc)
         self._open_until = time.monotonic() + self.retry_s
@@ -108,29 +126,66 @@ class RedisCache:
             return []
         if not self._available():
             raise CacheUnavailable("circuit open")
-        try:
-            values = await self.client.mget(list(keys))
-        except Exception as exc:  # redis errors, timeouts, connection resets
-            self._failed(exc)
-            raise CacheUnavailable(str(exc)) from exc
-        return [v if isinstance(v, bytes) else None for v in values]
+        future: asyncio.Future[list[bytes | None]] = asyncio.get_running_loop().create_future()
+        self._pending_gets.append((list(keys), future))
+        if self._getter is None or self._getter.done():
+            self._getter = asyncio.create_task(self._flush_gets())
+        return await future
+
+    async def _flush_gets(self) -> None:
+        while self._pending_gets:
+            batch, self._pending_gets = self._pending_gets, []
+            keys = [key for request_keys, _ in batch for key in request_keys]
+            try:
+                if not self._available():
+                    raise CacheUnavailable("circuit open")
+                values = await self.client.mget(keys)
+                self._healthy = True
+            except Exception as exc:  # redis errors, timeouts, connection resets
+                if not isinstance(exc, CacheUnavailable):
+                    self._failed(exc)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(CacheUnavailable(str(exc)))
+                continue
+            offset = 0
+            for request_keys, future in batch:
+                chunk = values[offset : offset + len(request_keys)]
+                offset += len(request_keys)
+                if not future.done():
+                    future.set_result([v if isinstance(v, bytes) else None for v in chunk])
 
     async def set_many(self, items: dict[str, bytes]) -> None:
         if not items or not self._available():
             return
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(key, value, ex=self.ttl_s)
-                await pipe.execute()
-        except Exception as exc:
-            self._failed(exc)
+        self._pending_sets.update(items)
+        if self._setter is None or self._setter.done():
+            self._setter = asyncio.create_task(self._flush_sets())
+
+    async def _flush_sets(self) -> None:
+        while self._pending_sets and self._available():
+            items, self._pending_sets = self._pending_sets, {}
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key, value in items.items():
+                        pipe.set(key, value, ex=self.ttl_s)
+                    await pipe.execute()
+                self._healthy = True
+            except Exception as exc:
+                self._failed(exc)
+        self._pending_sets.clear()  # dropped while the circuit is open: a cache may forget
 
     def status(self) -> str:
-        return "ok" if self._available() else "degraded"
+        """``degraded`` from a failed round trip until one succeeds again."""
+        return "ok" if self._healthy and self._available() else "degraded"
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):  # closing a broken connection must not fail shutdown
+        """Finish the pending writes (briefly), then close the connections."""
+        # Closing a broken connection, or a write that cannot finish, must not fail shutdown.
+        with contextlib.suppress(Exception):
+            if self._setter is not None:
+                await asyncio.wait_for(asyncio.shield(self._setter), 1.0)
+        with contextlib.suppress(Exception):
             await self.client.aclose()
 
 

@@ -25,7 +25,7 @@ class Settings(CommonSettings):
 
     max_batch_size: int = Field(default=128, ge=1, le=4096)
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    torch_threads: int = Field(default=0, ge=0)  # 0: one per CPU core
+    torch_threads: int = Field(default=0, ge=0)  # 0: the CPUs available, less one (at least 1)
 
     reload_interval_s: float = Field(default=5.0, gt=0)
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
