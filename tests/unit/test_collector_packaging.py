@@ -73,4 +73,4 @@ def test_image_build_checks_the_installed_set() -> None:
     assert "torch" not in dockerfile.replace("check_no_torch", "").replace("no torch", "").replace(
         "torch gets", ""
     )
-    assert "USER collector" in dockerfile and "HEALTHCHECK" in dockerfile
+    assert "USER 10001" in dockerfile and "HEALTHCHECK" in dockerfile  # numeric: k8s runAsNonRoot checks it
