@@ -52,12 +52,21 @@ class Classifier:
     def predict_ids(self, encoded: Sequence[list[int]], batch_size: int = 512) -> np.ndarray:
         """Probabilities ``[n, labels]`` for already-encoded texts, in input order."""
         probs = np.zeros((len(encoded), len(self.labels)), dtype=np.float32)
-        # Batches of one exact length: no padding, so a bidirectional model runs the dense
-        # recurrent kernel instead of packing (2-5x faster on CPU), and no step is wasted.
-        by_length: dict[int, list[int]] = {}
-        for i in sorted(range(len(encoded)), key=lambda i: len(encoded[i])):
-            by_length.setdefault(max(1, len(encoded[i])), []).append(i)
-        for group in by_length.values():
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        groups: list[list[int]]
+        if self.model.config.bidirectional:
+            # Batches of one exact length: no padding, so a bidirectional model runs the dense
+            # recurrent kernel instead of packing (2-5x faster on CPU), and no step is wasted.
+            by_length: dict[int, list[int]] = {}
+            for i in order:
+                by_length.setdefault(max(1, len(encoded[i])), []).append(i)
+            groups = list(by_length.values())
+        else:
+            # A forward-only model is exact on right-padded input (padded steps come after
+            # each tweet's last token and are masked from pooling), so one pass over the
+            # length-sorted batch beats one small pass per distinct length (10x on CPU).
+            groups = [order]
+        for group in groups:
             for start in range(0, len(group), batch_size):
                 rows = group[start : start + batch_size]
                 ids, lengths = pad_batch([encoded[i] for i in rows])

@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-def test_page_shows_bars_sorted_with_predicted_marked(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_page_shows_bars_sorted_with_predicted_marked(browser: Any, tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     run_id = publish_model(store, seed=4)
     api = ApiProcess(store).start(tmp_path)

@@ -8,6 +8,7 @@ micro-batcher and loads the best model from the store (S3 or local), then keeps 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -82,23 +83,45 @@ async def get_model(services: ServicesDep) -> Classifier:
 ModelDep = Annotated[Classifier, Depends(get_model)]
 
 
-def _result(classifier: Classifier, probs: np.ndarray, cached: bool) -> dict[str, Any]:
-    order = np.argsort(-probs, kind="stable")
-    chosen = (probs >= classifier.thresholds)[order].tolist()
-    chosen[0] = True if not any(chosen) else chosen[0]
-    names = [classifier.labels[j] for j in order.tolist()]
-    values = np.round(probs[order].astype(np.float64), 6).tolist()  # vectorised: ~80 per answer
-    return {
-        "domains": [{"name": n, "probability": v} for n, v in zip(names, values, strict=True)],
-        "predicted": [n for n, c in zip(names, chosen, strict=True) if c],
-        "cached": cached,
-    }
+_NAME_JSON: dict[str, list[str]] = {}  # run id -> each label as a JSON string
+
+
+def _names_json(classifier: Classifier) -> list[str]:
+    names = _NAME_JSON.get(classifier.run_id)
+    if names is None or len(names) != len(classifier.labels):
+        if len(_NAME_JSON) > 8:  # models change rarely; keep the current few
+            _NAME_JSON.clear()
+        names = _NAME_JSON[classifier.run_id] = [json.dumps(label) for label in classifier.labels]
+    return names
+
+
+def answer_fragment(classifier: Classifier, probs: np.ndarray) -> bytes:
+    """``"domains":[...],"predicted":[...]`` of one answer: JSON, as cached and as served.
+
+    The cache keeps this rendered fragment, so a hit is spliced into the response as bytes:
+    no sorting, no dicts, no JSON encoding on the path most requests take. Built by hand from
+    pre-encoded label names: 3x faster than ``json.dumps`` of the equivalent dicts.
+    """
+    order = np.argsort(-probs, kind="stable").tolist()
+    chosen = (probs >= classifier.thresholds).tolist()
+    if not any(chosen):
+        chosen[order[0]] = True  # the top domain when none passes its threshold
+    names = _names_json(classifier)
+    values = np.round(probs.astype(np.float64), 6).tolist()
+    domains = ",".join([f'{{"name":{names[j]},"probability":{values[j]!r}}}' for j in order])
+    predicted = ",".join([names[j] for j in order if chosen[j]])
+    return f'"domains":[{domains}],"predicted":[{predicted}]'.encode()
+
+
+def _is_fragment(value: bytes) -> bool:
+    return value.startswith(b'"domains":[')
 
 
 async def classify_texts(
     services: Services, classifier: Classifier, texts: list[str]
-) -> list[dict[str, Any]]:
-    """Cache lookups (one round trip), one batched forward pass for the misses, cache writes."""
+) -> list[tuple[bytes, bool]]:
+    """``(answer fragment, cached)`` per text, in input order: the cache is looked up in one
+    round trip, the misses go through one batched forward pass and are cached afterwards."""
     limit = services.settings.max_text_chars
     for i, text in enumerate(texts):
         if len(text) > limit:
@@ -106,7 +129,6 @@ async def classify_texts(
             raise HTTPException(422, f"{field} is {len(text)} characters long; the limit is {limit}")
     metrics = services.metrics
     keys = [cache_key(classifier.run_id, t) for t in texts]
-    width = 4 * len(classifier.labels)
     try:
         cached = await services.cache.get_many(keys)
         metrics.redis_up.set(1)
@@ -114,27 +136,25 @@ async def classify_texts(
         cached = [None] * len(keys)
         metrics.cache.labels("error").inc(len(keys))
         metrics.redis_up.set(0)
-    rows: list[np.ndarray | None] = [None] * len(texts)
-    misses: list[int] = []
-    for i, value in enumerate(cached):
-        if value is not None and len(value) == width:
-            rows[i] = np.frombuffer(value, dtype="<f4")
-        else:
-            misses.append(i)
+    answers = [
+        (value, True) if value is not None and _is_fragment(value) else (b"", False) for value in cached
+    ]
+    misses = [i for i, (_, hit) in enumerate(answers) if not hit]
     metrics.cache.labels("hit").inc(len(texts) - len(misses))
     if misses:
         metrics.cache.labels("miss").inc(len(misses))
         encoded = classifier.encode([texts[i] for i in misses])
         probs = await services.batcher.predict(classifier, encoded)
+        writes: dict[str, bytes] = {}
         for j, i in enumerate(misses):
-            rows[i] = probs[j]
-        writes = {keys[i]: probs[j].astype("<f4").tobytes() for j, i in enumerate(misses)}
+            fragment = answer_fragment(classifier, probs[j])
+            answers[i] = (fragment, False)
+            writes[keys[i]] = fragment
         # Written after the answer, off the request's path.
         task = asyncio.create_task(services.cache.set_many(writes))
         services.background.add(task)
         task.add_done_callback(services.background.discard)
-    miss_set = set(misses)
-    return [_result(classifier, row, i not in miss_set) for i, row in enumerate(rows) if row is not None]
+    return answers
 
 
 def available_cpus() -> float:
@@ -158,8 +178,12 @@ def inference_threads() -> int:
     return max(1, int(available_cpus()) - 1)
 
 
-def _json(body: dict[str, Any], version: str) -> JSONResponse:
-    return JSONResponse(body, headers={"X-Model-Version": version})
+def _answer(payload: bytes, version: str) -> Response:
+    return Response(payload, media_type="application/json", headers={"X-Model-Version": version})
+
+
+def _cached_flag(cached: bool) -> bytes:
+    return b',"cached":true}' if cached else b',"cached":false}'
 
 
 def _page() -> str:
@@ -230,8 +254,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/classify", response_model=ClassifyResponse, responses=ERRORS, tags=["classify"])
     async def classify(body: ClassifyRequest, services: ServicesDep, model: ModelDep) -> Response:
         """Every domain with its probability, highest first, and the predicted ones."""
-        (result,) = await classify_texts(services, model, [body.text])
-        return _json({"model_version": model.run_id, **result}, model.run_id)
+        ((fragment, cached),) = await classify_texts(services, model, [body.text])
+        version = json.dumps(model.run_id).encode()
+        return _answer(b'{"model_version":' + version + b"," + fragment + _cached_flag(cached), model.run_id)
 
     @app.post("/classify/batch", response_model=BatchResponse, responses=ERRORS, tags=["classify"])
     async def classify_batch(body: BatchRequest, services: ServicesDep, model: ModelDep) -> Response:
@@ -239,8 +264,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit = services.settings.max_texts_per_batch
         if len(body.texts) > limit:
             raise HTTPException(422, f"texts holds {len(body.texts)} items; the limit is {limit}")
-        results = await classify_texts(services, model, body.texts)
-        return _json({"model_version": model.run_id, "results": results}, model.run_id)
+        answers = await classify_texts(services, model, body.texts)
+        results = b",".join(b"{" + fragment + _cached_flag(cached) for fragment, cached in answers)
+        version = json.dumps(model.run_id).encode()
+        return _answer(b'{"model_version":' + version + b',"results":[' + results + b"]}", model.run_id)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

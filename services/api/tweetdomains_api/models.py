@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 
@@ -42,6 +43,19 @@ def validate(classifier: Classifier) -> None:
         raise ModelRefused("smoke prediction is not finite")
     if np.any((probs < 0) | (probs > 1)):
         raise ModelRefused("smoke prediction is outside [0, 1]")
+
+
+def settle_heap() -> None:
+    """Keep the garbage collector off the long-lived heap (torch, the model, the vocabulary).
+
+    A full collection walks every tracked object: with torch loaded, a pause that was most of
+    the p99 latency of cache hits (130 ms against 35 ms frozen, 64 clients). Frozen objects
+    are never scanned. Called after each swap: the old model's cycles are collected once,
+    then everything alive is frozen.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ModelHolder:
@@ -94,6 +108,7 @@ class ModelHolder:
             )
             return False
         self.current = classifier  # the swap: one reference assignment
+        settle_heap()
         self.last_error = None
         self.metrics.reloads.labels("loaded").inc()
         self.metrics.model_info.clear()

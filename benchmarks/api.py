@@ -1,0 +1,441 @@
+"""Inference API throughput and latency, side by side with the limits and the naive server.
+
+Publishes a random-weight LSTM of the trainer's default size (embedding 200, hidden 100, two
+layers, 80 labels, a 20,000-token vocabulary) into a temporary store, then measures:
+
+(a) raw    the model's batched throughput in-process (``Classifier.predict_proba``): the limit;
+(b) api    ``tweetdomains serve`` on unique texts (every request a cache miss);
+(c) hit    ``tweetdomains serve`` on a small set of repeated texts (cache hits);
+(d) floor  a trivial FastAPI endpoint answering a constant of the same shape: the HTTP floor;
+(e) naive  FastAPI calling the model once per request, no batching, no cache.
+
+Each server runs alone as its own process (uvicorn, one worker); the load comes from a separate
+process (asyncio, raw HTTP/1.1 keep-alive connections, ``--clients`` of them). The API uses its
+own ``redis-server`` when one is installed (else its in-process cache). Last line::
+
+    raw=N api=N hit=N floor=N naive=N api_vs_raw=N api_vs_naive=N hit_vs_floor=N p99_api_ms=N p99_naive_ms=N
+
+    python benchmarks/api.py [--seconds 8] [--clients 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+LABELS = 80
+VOCAB = 20_000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(port: int, path: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"server on port {port} not ready after {timeout}s")
+
+
+def _texts(n: int, seed: int = 7) -> list[str]:
+    from tweetdomains.simulate import generate
+
+    return [r.text for r in generate(n, seed=seed)]
+
+
+def publish_benchmark_model(store_uri: str) -> str:
+    """A default-size random-weight LSTM, published and promoted; returns its run id."""
+    import numpy as np
+    import torch
+
+    from tweetdomains.model import ModelConfig, build_model
+    from tweetdomains.predict import run_artifacts
+    from tweetdomains.registry import Registry, new_run_id
+    from tweetdomains.store import open_store
+    from tweetdomains.text import Vocabulary, normalize, tokenize
+
+    torch.manual_seed(0)
+    words = [tokenize(normalize(t)) for t in _texts(2000)]
+    filler = [[f"w{i}" for i in range(VOCAB)]]
+    vocab = Vocabulary.build([*words, *filler], min_count=1, max_size=VOCAB)
+    config = ModelConfig(
+        kind="lstm", vocab_size=len(vocab), num_labels=LABELS, embedding_dim=200, hidden_dim=100
+    )
+    labels = [f"Domain {i:02d}" for i in range(LABELS)]
+    run_id = new_run_id("bench")
+    registry = Registry(open_store(store_uri))
+    artifacts = run_artifacts(build_model(config), vocab, labels, np.full(LABELS, 0.5), {"note": "random"})
+    registry.publish(run_id, artifacts)
+    registry.promote(run_id, "val_micro_f1", 0.0, force=True)
+    return run_id
+
+
+def measure_raw(store_uri: str, seconds: float, batch: int) -> dict[str, float]:
+    """Texts per second through ``predict_proba`` in batches of ``batch``, in this process,
+    with the torch threads the API uses."""
+    import torch
+
+    from tweetdomains.predict import Classifier
+    from tweetdomains.registry import Registry
+    from tweetdomains.store import open_store
+    from tweetdomains_api.app import inference_threads
+
+    torch.set_num_threads(inference_threads())  # as the API sets it
+    classifier = Classifier.load(Registry(open_store(store_uri)), "best")
+    texts = _texts(4096, seed=11)
+    classifier.predict_proba(texts[:batch])  # warm-up
+    done, i, latencies = 0, 0, []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        chunk = texts[i : i + batch] or texts[:batch]
+        i = (i + batch) % len(texts)
+        t0 = time.perf_counter()
+        classifier.predict_proba(chunk)
+        latencies.append(time.perf_counter() - t0)
+        done += len(chunk)
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": done / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "errors": 0,
+    }
+
+
+# --- the comparison servers (run as `python benchmarks/api.py --serve floor|naive`) ---------
+
+
+class ClassifyBody(BaseModel):
+    """The request body the comparison servers parse (module level: FastAPI resolves it)."""
+
+    text: str
+
+
+def _floor_app(store_uri: str) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    constant = {
+        "model_version": "constant",
+        "domains": [{"name": f"Domain {i:02d}", "probability": round(1 / (i + 2), 6)} for i in range(LABELS)],
+        "predicted": ["Domain 00"],
+        "cached": True,
+    }
+    app = FastAPI()
+
+    @app.post("/classify", response_model=None)
+    async def classify(body: ClassifyBody) -> JSONResponse:
+        return JSONResponse(constant)
+
+    return app
+
+
+def _naive_app(store_uri: str) -> Any:
+    import numpy as np
+    from fastapi import FastAPI
+
+    from tweetdomains.predict import Classifier
+    from tweetdomains.registry import Registry
+    from tweetdomains.store import open_store
+
+    classifier = Classifier.load(Registry(open_store(store_uri)), "best")
+    app = FastAPI()
+
+    @app.post("/classify", response_model=None)
+    def classify(body: ClassifyBody) -> dict[str, Any]:
+        probs = classifier.predict_proba([body.text])[0]
+        order = np.argsort(-probs)
+        return {
+            "model_version": classifier.run_id,
+            "domains": [{"name": classifier.labels[j], "probability": float(probs[j])} for j in order],
+            "predicted": classifier.predicted(probs[None, :])[0],
+            "cached": False,
+        }
+
+    @app.get("/readyz")
+    def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app
+
+
+def _serve(kind: str, store_uri: str, port: int) -> None:
+    import uvicorn
+
+    app = _floor_app(store_uri) if kind == "floor" else _naive_app(store_uri)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --- the load generator (run as `python benchmarks/api.py --load ...`) ----------------------
+
+
+async def _client(
+    port: int, texts: list[str], unique: bool, worker: int, window: tuple[float, float], out: dict[str, Any]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = 0
+    start_at, stop_at = window
+    try:
+        while (now := time.perf_counter()) < stop_at:
+            i += 1
+            text = texts[(worker * 7919 + i) % len(texts)]
+            if unique:
+                text = f"{text} u{worker}x{i}"
+            body = json.dumps({"text": text}).encode()
+            head = (
+                f"POST /classify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            t0 = time.perf_counter()
+            writer.write(head + body)
+            header = await reader.readuntil(b"\r\n\r\n")
+            status = int(header.split(b" ", 2)[1])
+            length = 0
+            for line in header.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            payload = await reader.readexactly(length)
+            done = time.perf_counter()
+            if now >= start_at:
+                out["latencies"].append(done - t0)
+                if status != 200:
+                    out["errors"] += 1
+                elif b'"cached":true' in payload.replace(b" ", b""):
+                    out["hits"] += 1
+    finally:
+        writer.close()
+
+
+async def _load(
+    port: int, clients: int, seconds: float, warmup: float, texts: list[str], unique: bool
+) -> None:
+    out: dict[str, Any] = {"latencies": [], "errors": 0, "hits": 0}
+    start_at = time.perf_counter() + warmup
+    window = (start_at, start_at + seconds)
+    await asyncio.gather(*(_client(port, texts, unique, w, window, out) for w in range(clients)))
+    latencies = sorted(out["latencies"])
+    n = len(latencies)
+    print(
+        json.dumps(
+            {
+                "rps": n / seconds,
+                "p50_ms": 1000 * latencies[n // 2] if n else 0.0,
+                "p99_ms": 1000 * latencies[min(n - 1, int(0.99 * n))] if n else 0.0,
+                "errors": out["errors"],
+                "hit_rate": out["hits"] / n if n else 0.0,
+            }
+        )
+    )
+
+
+def run_load(
+    port: int, clients: int, seconds: float, warmup: float, texts_path: str, unique: bool
+) -> dict[str, Any]:
+    """Drive ``port`` from a separate process; returns its JSON summary."""
+    command = [
+        sys.executable,
+        __file__,
+        "--load",
+        str(port),
+        "--clients",
+        str(clients),
+        "--seconds",
+        str(seconds),
+        "--warmup",
+        str(warmup),
+        "--texts",
+        texts_path,
+    ]
+    if unique:
+        command.append("--unique")
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary
+
+
+def _api_counters(port: int) -> dict[str, float]:
+    """Batch-size and cache-error counters from the API's /metrics."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in ("tweetdomains_batch_size_count", "tweetdomains_batch_size_sum"):
+            out[name] = float(value)
+        elif name == 'tweetdomains_cache_total{result="error"}':
+            out["error"] = float(value)
+    return out
+
+
+def _start(command: list[str], env: dict[str, str], port: int, ready_path: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_http(port, ready_path, process)
+    except BaseException:
+        _stop(process)
+        raise
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent keep-alive connections")
+    parser.add_argument("--raw-batch", type=int, default=64, help="batch size of the in-process limit")
+    parser.add_argument("--no-redis", action="store_true", help="the API uses its in-process cache")
+    parser.add_argument("--serve", choices=["floor", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--load", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--texts", help=argparse.SUPPRESS)
+    parser.add_argument("--unique", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.serve:
+        _serve(args.serve, args.store, args.port)
+        return 0
+    if args.load:
+        texts = json.loads(Path(args.texts).read_text())
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        asyncio.run(_load(args.load, args.clients, args.seconds, args.warmup, texts, args.unique))
+        return 0
+
+    env = {**os.environ, "TWEETDOMAINS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        store = str(Path(tmp) / "store")
+        run_id = publish_benchmark_model(store)
+        print(f"model {run_id}: lstm emb 200 hidden 100 x2, {LABELS} labels, vocab {VOCAB}", flush=True)
+        unique_path, repeat_path = Path(tmp) / "unique.json", Path(tmp) / "repeat.json"
+        unique_path.write_text(json.dumps(_texts(2000, seed=3)))
+        repeat_path.write_text(json.dumps(_texts(256, seed=5)))
+
+        results["raw"] = measure_raw(store, args.seconds, args.raw_batch)
+        print(f"raw   (in-process, batch {args.raw_batch}): {results['raw']['rps']:.0f} texts/s", flush=True)
+
+        redis_proc = None
+        api_command = [sys.executable, "-m", "tweetdomains", "serve", "--store", store]
+        redis_server = shutil.which("redis-server")
+        if redis_server and not args.no_redis:
+            redis_port = _free_port()
+            redis_proc = subprocess.Popen(
+                [
+                    redis_server,
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            api_command += ["--redis-url", f"redis://127.0.0.1:{redis_port}/0"]
+        try:
+            port = _free_port()
+            api = _start([*api_command, "--port", str(port)], env, port, "/readyz")
+            try:
+                load = (port, args.clients, args.seconds, args.warmup)
+                before = _api_counters(port)
+                results["api"] = run_load(*load, str(unique_path), unique=True)
+                middle = _api_counters(port)
+                results["hit"] = run_load(*load, str(repeat_path), unique=False)
+                after = _api_counters(port)
+                passes = middle["tweetdomains_batch_size_count"] - before["tweetdomains_batch_size_count"]
+                texts = middle["tweetdomains_batch_size_sum"] - before["tweetdomains_batch_size_sum"]
+                api_notes = (
+                    f"api: {texts / max(passes, 1):.1f} texts per forward pass on average; "
+                    f"cache errors {after.get('error', 0):.0f}"
+                )
+            finally:
+                _stop(api)
+        finally:
+            if redis_proc is not None:
+                _stop(redis_proc)
+        for kind in ("floor", "naive"):
+            port = _free_port()
+            command = [sys.executable, __file__, "--serve", kind, "--store", store, "--port", str(port)]
+            server = _start(command, env, port, "/openapi.json")
+            try:
+                texts = unique_path if kind == "naive" else repeat_path
+                results[kind] = run_load(
+                    port, args.clients, args.seconds, args.warmup, str(texts), kind == "naive"
+                )
+            finally:
+                _stop(server)
+
+    cache = "redis" if redis_server and not args.no_redis else "in-process LRU"
+    print(
+        f"\n{args.clients} concurrent clients, {args.seconds:g} s each "
+        f"({os.cpu_count()} CPUs, shared with other work; cache: {cache})"
+    )
+    print(api_notes)
+    print(f"{'':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'hits':>6}")
+    for name in ("raw", "api", "hit", "floor", "naive"):
+        r = results[name]
+        hits = f"{100 * r['hit_rate']:.0f}%" if "hit_rate" in r else "-"
+        print(f"{name:6} {r['rps']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {hits:>6}")
+    rps = {k: v["rps"] for k, v in results.items()}
+    ratios = {
+        "api_vs_raw": rps["api"] / rps["raw"],
+        "api_vs_naive": rps["api"] / rps["naive"],
+        "hit_vs_floor": rps["hit"] / rps["floor"],
+    }
+    print("goals: api_vs_raw >= 0.7, api_vs_naive >= 5, hit_vs_floor >= 0.8, p99 api < p99 naive")
+    print(
+        " ".join(f"{k}={rps[k]:.0f}" for k in ("raw", "api", "hit", "floor", "naive"))
+        + " "
+        + " ".join(f"{k}={v:.2f}" for k, v in ratios.items())
+        + f" p99_api_ms={results['api']['p99_ms']:.1f} p99_naive_ms={results['naive']['p99_ms']:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
