@@ -53,6 +53,9 @@ def run_demo(args: argparse.Namespace) -> int:
     collect += ["--batch-records", "1000"]
     _run("collect", collect)
     train = ["train", "--store", store]
+    if source.startswith("replay:"):
+        # Real tweets: the quality recipe (MiniLM wordpieces, BiLSTM), about two minutes on a CPU.
+        train += ["--recipe", "quality"]
     if args.epochs is not None:
         train += ["--epochs", str(args.epochs)]
     _run("train", train)

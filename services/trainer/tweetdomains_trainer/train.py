@@ -42,6 +42,7 @@ from tweetdomains_trainer.data import (
     load_dataset,
     train_batches,
 )
+from tweetdomains_trainer.recipes import RECIPES
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class TrainOptions:
     store: str = "var/store"
     data: list[str] | None = None
     label_field: str = "domains"
+    recipe: str | None = None  # the preset the values came from (recorded; the values rule)
+    vocab: str = "word"
+    init_embeddings: str = "none"
     model: str = "lstm"
     embedding_dim: int = 200
     hidden_dim: int = 128
@@ -103,6 +107,10 @@ class TrainOptions:
     def __post_init__(self) -> None:
         checks = [
             (self.model in ("lstm", "rnn"), "--model must be lstm or rnn"),
+            (self.recipe is None or self.recipe in RECIPES, f"--recipe must be one of {sorted(RECIPES)}"),
+            (self.vocab in ("word", "wordpiece"), "--vocab must be word or wordpiece"),
+            (self.init_embeddings in ("none", "minilm"), "--init-embeddings must be none or minilm"),
+            (self.weight_decay >= 0, "--weight-decay must not be negative"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.lr > 0, "--lr must be positive"),
@@ -319,11 +327,30 @@ class Distributed:
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Adam, fused (one kernel for every parameter: a third off a small model's CPU step)."""
+    """Adam without weight decay; with it, AdamW whose ``embedding.*`` group has no decay.
+
+    Fused where the build has it (one kernel for every parameter: a third off a small
+    model's CPU step).
+    """
+    if weight_decay <= 0:
+        try:
+            return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        except (RuntimeError, TypeError):  # a device or build without the fused kernel
+            return torch.optim.Adam(model.parameters(), lr=lr)
+    # Decay would pull the rows of wordpieces absent from a batch towards zero, erasing what
+    # a pre-trained initialisation taught them; the rest of the model is decayed as usual.
+    embedding: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
+    for name, param in model.named_parameters():
+        (embedding if name.removeprefix("module.").startswith("embedding.") else rest).append(param)
+    groups = [
+        {"params": embedding, "weight_decay": 0.0},
+        {"params": rest, "weight_decay": weight_decay},
+    ]
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # a device or build without the fused kernel
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=lr)
 
 
 def pos_weights(targets: np.ndarray, mode: str) -> torch.Tensor | None:
@@ -356,7 +383,20 @@ def _prepare(options: TrainOptions, store: ObjectStore, say: Callable[[str], Non
         max_vocab=options.max_vocab,
         max_tokens=options.max_tokens,
         use_cache=not options.dry_run,
+        vocab_kind=options.vocab,
     )
+
+
+def init_embeddings(model: RecurrentClassifier, options: TrainOptions, encoded: EncodedDataset) -> int:
+    """Apply ``--init-embeddings``; returns the rows copied. ValueError when MiniLM is missing."""
+    if options.init_embeddings == "none":
+        return 0
+    from tweetdomains.pretrained import PretrainedError, init_embeddings_from_minilm
+
+    try:
+        return init_embeddings_from_minilm(model, encoded.vocab)
+    except PretrainedError as exc:
+        raise ValueError(f"--init-embeddings minilm: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- the job
@@ -387,8 +427,10 @@ def train(
             setattr(saved, name, getattr(options, name))
         saved.run_id, saved.resume = options.run_id, True
         options = saved
-        encoded = _cached_dataset(store, state["cache_key"]) or _prepare(options, store, say)
-        if encoded.cache_key != state["cache_key"]:
+        # The entry the checkpoint names is its data by definition (even under an older key
+        # format); only a re-encoded dataset has to prove it is the same.
+        encoded = _cached_dataset(store, state["cache_key"])
+        if encoded is None and (encoded := _prepare(options, store, say)).cache_key != state["cache_key"]:
             raise ValueError(
                 f"the data of run {options.run_id!r} changed since its checkpoint; cannot resume exactly"
             )
@@ -408,7 +450,12 @@ def train(
     train_split, val_split = encoded.train, encoded.validation
 
     config = options.model_config(len(encoded.vocab), len(encoded.labels))
-    base_model = build_model(config).to(device)
+    base_model = build_model(config)
+    if state is None:
+        copied = init_embeddings(base_model, options, encoded)
+        if copied:
+            say(f"embeddings: {copied:,} of {len(encoded.vocab):,} rows from MiniLM")
+    base_model = base_model.to(device)
     model: nn.Module = base_model
     if dist.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
