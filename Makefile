@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint format pytest benchmarks reliability clean
+.PHONY: install demo test lint format pytest benchmarks benchmark-quality reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ benchmarks: install
 	$(BIN)/python benchmarks/collector.py
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/api.py
+
+## benchmark-quality: LSTM/RNN recipes vs TF-IDF, fastText, MiniLM on the benchmark split (~20 min)
+benchmark-quality: install
+	$(BIN)/python -m pip install --quiet -e '.[quality]'
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
