@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import queue
-import tempfile
 import threading
 import time
 import uuid
@@ -24,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tweetdomains.records import Record
-from tweetdomains.store import ObjectStore
+from tweetdomains.store import LocalStore, ObjectStore, StoreError
 from tweetdomains_collector.stats import CollectorStats
 
 log = logging.getLogger("tweetdomains.collector")
@@ -63,37 +61,23 @@ class DedupeWindow:
 
 
 class Spool:
-    """A local folder of batches that could not be stored yet, laid out like the store."""
+    """A local folder of batches that could not be stored yet, laid out like the store.
+
+    It is a :class:`LocalStore`: the same atomic temp-file + fsync + rename writes.
+    """
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser().resolve()
+        self.files = LocalStore(root)
+        self.root = self.files.root
 
     def save(self, key: str, data: bytes) -> Path:
-        """Write ``data`` for ``key`` atomically (temporary file, fsync, rename)."""
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write ``data`` for ``key`` atomically; :class:`StoreError` if the disk refuses."""
+        self.files.put(key, data)
+        return self.root / key
 
     def pending(self) -> list[tuple[str, Path]]:
         """(store key, file) of every spooled batch, oldest key first."""
-        if not self.root.is_dir():
-            return []
-        found = [
-            (path.relative_to(self.root).as_posix(), path)
-            for path in self.root.rglob(f"*{SPOOL_SUFFIX}")
-            if not path.name.startswith(".tmp-")
-        ]
-        return sorted(found)
+        return [(key, self.root / key) for key in self.files.list() if key.endswith(SPOOL_SUFFIX)]
 
 
 @dataclass
@@ -234,7 +218,7 @@ class BatchSink:
         # The spool is not empty (the store is down, or was): keep batches in order behind it.
         try:
             self.spool.save(key, data)
-        except OSError as exc:
+        except StoreError as exc:
             log.error(
                 "cannot spool a batch: records lost", extra={"key": key, "records": count, "error": str(exc)}
             )
