@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tests.conftest import ROOT, free_port, wait_for_port
+from tests.conftest import ROOT, RedisServer, free_port, wait_for_port
 
 COLUMNS = (
     ("scenario", "scenario"),
@@ -174,33 +174,6 @@ class Proc:
         if not lines:
             raise AssertionError(f"{self.name} printed nothing; stderr: {self.stderr()}")
         return dict(json.loads(lines[-1]))
-
-
-class RedisServer:
-    """A throw-away ``redis-server`` on a free loopback port, nothing persisted; kill/restart it."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.proc: Proc | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "no", "--dir", str(self.workdir)]
-        self.starts += 1
-        self.proc = Proc(argv, os.environ, self.workdir, f"redis-{self.starts}")
-        wait_for_port(self.port, timeout=15)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crashed node: no goodbye to the clients."""
-        if self.proc is not None:
-            self.proc.stop(0)
-            self.proc = None
-
-    def stop(self) -> None:
-        self.kill()
 
 
 class ApiServer:

@@ -97,6 +97,35 @@ class S3Server:
         return name
 
 
+class RedisServer:
+    """A throw-away ``redis-server`` on a free loopback port, nothing persisted.
+
+    ``kill()`` is a crash (SIGKILL, no goodbye to clients); ``start()`` again brings it back empty
+    on the same port, as a restarted node.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(self.workdir)]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, timeout=15)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stop(self) -> None:
+        self.kill()
+
+
 def _creds(env: dict[str, str]) -> dict[str, Any]:
     return {
         "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import RedisServer
 from tests.integration.api_helpers import LABELS, ApiProcess, publish_model
 from tweetdomains.registry import Registry
 from tweetdomains.store import open_store
@@ -180,29 +179,24 @@ def test_redis_cache_shared_and_invalidated_by_a_new_model(
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_redis_down_serves_uncached_then_recovers(store_uri: str, tmp_path: Path) -> None:
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    redis_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    wait_for_port(port)
+    redis = RedisServer(tmp_path)
+    redis.start()
     publish_model(store_uri, seed=1)
     api = ApiProcess(
-        store_uri,
-        env={"TWEETDOMAINS_REDIS_URL": f"redis://127.0.0.1:{port}/0", "TWEETDOMAINS_REDIS_RETRY_S": "0.5"},
+        store_uri, env={"TWEETDOMAINS_REDIS_URL": redis.url, "TWEETDOMAINS_REDIS_RETRY_S": "0.5"}
     ).start(tmp_path)
     try:
         httpx.post(api.base + "/classify", json={"text": "warm up"})
         time.sleep(0.2)
         assert httpx.post(api.base + "/classify", json={"text": "warm up"}).json()["cached"] is True
-        redis_proc.terminate()
-        redis_proc.wait(timeout=10)
+        redis.kill()
         for i in range(20):
             response = httpx.post(api.base + "/classify", json={"text": f"while redis is down {i}"})
             assert response.status_code == 200 and response.json()["cached"] is False
         ready = httpx.get(api.base + "/readyz")
         assert ready.status_code == 200 and ready.json()["cache"]["status"] == "degraded"
         assert 'tweetdomains_cache_total{result="error"}' in httpx.get(api.base + "/metrics").text
-        redis_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        wait_for_port(port)
+        redis.start()
         time.sleep(0.6)  # past the circuit breaker's retry delay
         httpx.post(api.base + "/classify", json={"text": "after recovery"})
         time.sleep(0.2)
@@ -210,8 +204,7 @@ def test_redis_down_serves_uncached_then_recovers(store_uri: str, tmp_path: Path
         assert httpx.get(api.base + "/readyz").json()["cache"]["status"] == "ok"
     finally:
         api.stop()
-        redis_proc.terminate()
-        redis_proc.wait(timeout=10)
+        redis.stop()
 
 
 def test_hot_swap_under_load_with_zero_failures_and_a_corrupt_model_refused(

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import S3Server, free_port, require_data, wait_for_port
+from tests.conftest import RedisServer, S3Server, require_data
 from tests.integration.api_helpers import ApiProcess
 from tweetdomains.registry import Registry
 from tweetdomains.store import open_store
@@ -52,24 +52,10 @@ def test_collect_train_serve_and_switch_to_a_better_run(
     raw = require_data("raw")
     s3 = S3Server()
     s3.start()
-    redis_port = free_port()
-    redis = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    redis = RedisServer(tmp_path)
     api: ApiProcess | None = None
     try:
-        wait_for_port(redis_port)
+        redis.start()
         for key, value in s3.env().items():
             monkeypatch.setenv(key, value)
         bucket = s3.create_bucket("tweetdomains")
@@ -78,7 +64,7 @@ def test_collect_train_serve_and_switch_to_a_better_run(
             **os.environ,
             **s3.env(),
             "TWEETDOMAINS_STORE": store,
-            "TWEETDOMAINS_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "TWEETDOMAINS_REDIS_URL": redis.url,
             "TWEETDOMAINS_SPOOL_DIR": str(tmp_path / "spool"),
             "TWEETDOMAINS_LOG_FORMAT": "json",
         }
@@ -153,6 +139,5 @@ def test_collect_train_serve_and_switch_to_a_better_run(
     finally:
         if api is not None:
             api.stop()
-        redis.terminate()
-        redis.wait(timeout=10)
+        redis.stop()
         s3.stop()
