@@ -2,12 +2,15 @@
 
 One run trains and scores, on the benchmark split (``<data>/benchmark/{train,test}.jsonl``):
 
-- ``LSTM (ours)``: the project's recipe, MiniLM wordpieces with embeddings initialised from
-  MiniLM's input embeddings (:mod:`tweetdomains.pretrained`), a BiLSTM with mean+max
-  pooling, AdamW, early stopping on validation micro-F1; 3 seeds, mean ± spread.
+- ``LSTM (ours)``: the trainer's ``--recipe quality`` (:mod:`tweetdomains_trainer.recipes`),
+  trained by the trainer's own ``train()`` exactly as ``tweetdomains train --recipe quality``
+  runs it: MiniLM wordpieces with embeddings initialised from MiniLM's input embeddings, a
+  BiLSTM with mean+max pooling, BCE with square-root positive weights plus a softmax
+  ranking term, AdamW, weights averaged per step (EMA), early stopping on validation
+  micro-F1; 3 seeds, mean ± spread.
 - ``RNN (ours)``: the same recipe with an Elman RNN.
-- ``LSTM (seed recipe)``: the original project's way: word vocabulary, embedding 200, hidden
-  100, 2 layers, last hidden state, Adam lr 0.01, 15 epochs.
+- ``LSTM (original recipe)``: ``--recipe original``, the seed project's way (word vocabulary,
+  embedding 200, hidden 100, 2 layers, last hidden state, Adam lr 0.01, 15 epochs).
 - the peers of :mod:`peers`: TF-IDF + LR, fastText ``ova``, MiniLM + LR.
 
 Validation is carved out of train by content hash (15%, :func:`tweetdomains.dataset.split_of`);
@@ -18,8 +21,8 @@ the train part only; the peers' rule-0.5 rows are fitted on the whole train spli
 reference figures of ``data/README.md`` (the tuned rows on the train part, to tune on
 validation). Inference speed is raw tweets in, probabilities out, on CPU with ``--threads``.
 
-A second table repeats the LSTM recipe beside TF-IDF + LR on TweetTopicXL English (train 180,
-validation 20, test 800, 19 topics).
+A second table repeats the LSTM recipe beside TF-IDF + LR on TweetTopicXL English (train 180
++ validation 20, from which the trainer carves its validation share; test 800; 19 topics).
 
 Writes ``quality.md``, ``quality.json`` and ``quality.png`` under ``--out``; the last line is
 ``lstm_micro=N lstm_macro=N lstm_p1=N best_peer_micro=N best_peer_macro=N best_peer_p1=N
@@ -31,14 +34,16 @@ lstm_vs_minilm_speed=N``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
-import random
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,57 +56,17 @@ from peers import FastTextPeer, MiniLMPeer, Peer, TfidfPeer
 
 from tweetdomains.dataset import split_of
 from tweetdomains.metrics import binarize, score, tune_thresholds
-from tweetdomains.model import ModelConfig, RecurrentClassifier, build_model, pad_batch
 from tweetdomains.predict import Classifier, run_artifacts
-from tweetdomains.pretrained import build_wordpiece_vocab, init_embeddings_from_minilm
-from tweetdomains.text import Vocabulary, content_hash, normalize, tokenize
+from tweetdomains.text import content_hash
+from tweetdomains_trainer.recipes import RECIPES
+from tweetdomains_trainer.train import TrainOptions, train
 
 VALIDATION_PERCENT = 15
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one recurrent row is built and trained."""
-
-    kind: str = "lstm"
-    vocab: str = "wordpiece"  # or "word"
-    minilm_init: bool = True
-    embedding_dim: int = 384
-    hidden_dim: int = 192
-    recurrent_layers: int = 1
-    linear_layers: int = 1
-    dropout: float = 0.3
-    bidirectional: bool = True
-    pooling: str = "mean_max"
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    max_epochs: int = 12
-    patience: int = 3
-    clip_norm: float = 1.0
-    max_tokens: int = 64
-
-
-OURS = Recipe()
-OURS_RNN = replace(OURS, kind="rnn")
-SEED_RECIPE = Recipe(
-    vocab="word",
-    minilm_init=False,
-    embedding_dim=200,
-    hidden_dim=100,
-    recurrent_layers=2,
-    linear_layers=2,
-    bidirectional=False,
-    pooling="last",
-    optimizer="adam",
-    lr=0.01,
-    weight_decay=0.0,
-    batch_size=64,
-    max_epochs=15,
-    patience=0,  # the original trained a fixed number of epochs
-    clip_norm=0.0,
-)
+# Our rows are the trainer's own recipes (tweetdomains_trainer.recipes), trained by its
+# ``train()``: what the benchmark scores is what ``tweetdomains train --recipe ...`` publishes.
+OURS: dict[str, Any] = dict(RECIPES["quality"])
+OURS_RNN: dict[str, Any] = {**OURS, "model": "rnn"}
+SEED_RECIPE: dict[str, Any] = dict(RECIPES["original"])
 
 
 @dataclass
@@ -182,123 +147,36 @@ def expand(probs: np.ndarray, model_labels: Sequence[str], labels: Sequence[str]
 # ----------------------------------------------------------------------------- our recurrent models
 
 
-def build_vocab(recipe: Recipe, texts: Sequence[str], extra_texts: Sequence[str] = ()) -> Vocabulary:
-    """The recipe's vocabulary from the training texts (plus unlabeled ones for wordpieces)."""
-    tokens = [tokenize(normalize(t)) for t in texts]
-    if recipe.vocab == "wordpiece":
-        return build_wordpiece_vocab(tokens + [tokenize(normalize(t)) for t in extra_texts])
-    return Vocabulary.build(tokens, min_count=2)
-
-
-def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    # Batches of one exact length, in random order: no padding, so a bidirectional LSTM runs
-    # the dense kernel instead of packed sequences (several times faster on CPU).
-    batches: list[np.ndarray] = []
-    for length in np.unique(lengths):
-        rows = rng.permutation(np.flatnonzero(lengths == length))
-        batches += [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-@torch.inference_mode()
-def _predict(model: RecurrentClassifier, encoded: Sequence[list[int]]) -> np.ndarray:
-    model.eval()
-    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
-    by_length: dict[int, list[int]] = {}
-    for i, ids in enumerate(encoded):
-        by_length.setdefault(len(ids), []).append(i)
-    for group in by_length.values():  # one exact length per batch: the dense kernel, no packing
-        for start in range(0, len(group), 512):
-            rows = group[start : start + 512]
-            ids, lengths = pad_batch([encoded[i] for i in rows])
-            out[rows] = torch.sigmoid(model(ids, lengths)).numpy()
-    return out
-
-
 def train_recurrent(
-    recipe: Recipe,
-    fit: Split,
-    val: Split,
+    recipe: dict[str, Any],
+    data: Sequence[Path],
     seed: int,
-    vocab: Vocabulary | None = None,
-    log: Callable[[str], None] = print,
+    store: str,
+    label_field: str = "domains",
+    max_epochs: int | None = None,
 ) -> tuple[Classifier, float]:
-    """Train one model by ``recipe``; keep the epoch with the best validation micro-F1.
-
-    Returns the classifier (thresholds tuned on validation) and the training seconds,
-    vocabulary and embedding initialisation included.
-    """
+    """Train ``recipe`` with the trainer on ``data`` (validation carved by content hash, no
+    test share); the classifier keeps the trainer's thresholds tuned on validation."""
+    options = {
+        **recipe,
+        "data": [str(p) for p in data],
+        "label_field": label_field,
+        "test_percent": 0,
+        "validation_percent": VALIDATION_PERCENT,
+        "seed": seed,
+        "store": store,
+        "publish": False,
+        "progress": False,
+    }
+    if max_epochs is not None:
+        options["epochs"] = min(max_epochs, int(options.get("epochs", max_epochs)))
     started = time.perf_counter()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    labels = sorted({name for names in fit.label_sets for name in names})
-    vocab = vocab or build_vocab(recipe, fit.texts)
-    encode = lambda texts: [vocab.encode_text(t, recipe.max_tokens) for t in texts]  # noqa: E731
-    x_fit, x_val = encode(fit.texts), encode(val.texts)
-    y_fit, y_val = binarize(fit.label_sets, labels), binarize(val.label_sets, labels)
-    config = ModelConfig(
-        kind=recipe.kind,
-        vocab_size=len(vocab),
-        num_labels=len(labels),
-        embedding_dim=recipe.embedding_dim,
-        hidden_dim=recipe.hidden_dim,
-        recurrent_layers=recipe.recurrent_layers,
-        linear_layers=recipe.linear_layers,
-        dropout=recipe.dropout,
-        bidirectional=recipe.bidirectional,
-        pooling=recipe.pooling,
-        max_tokens=recipe.max_tokens,
-    )
-    model = build_model(config)
-    if recipe.minilm_init:
-        init_embeddings_from_minilm(model, vocab)
-    if recipe.optimizer == "adamw":
-        # No weight decay on the embeddings: rows of wordpieces absent from a batch would
-        # shrink towards zero and lose what MiniLM taught them.
-        embedding = list(model.embedding.parameters())
-        rest = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-            [
-                {"params": embedding, "weight_decay": 0.0},
-                {"params": rest, "weight_decay": recipe.weight_decay},
-            ],
-            lr=recipe.lr,
-        )
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    lengths = np.array([len(x) for x in x_fit])
-    targets = torch.from_numpy(y_fit)
-    rng = np.random.default_rng(seed)
-    best_micro, best_state, best_epoch, stale = -1.0, None, 0, 0
-    for epoch in range(recipe.max_epochs):
-        model.train()
-        for rows in _batches(lengths, recipe.batch_size, rng):
-            ids, lens = pad_batch([x_fit[i] for i in rows])
-            optimizer.zero_grad()
-            loss = loss_fn(model(ids, lens), targets[rows])
-            loss.backward()
-            if recipe.clip_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
-            optimizer.step()
-        if recipe.patience == 0:
-            continue
-        micro = score(y_val, _predict(model, x_val), labels)["micro_f1"]
-        log(f"    epoch {epoch + 1}: validation micro-F1 {micro:.3f}")
-        if micro > best_micro:
-            best_micro, best_epoch, stale = micro, epoch + 1, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= recipe.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        log(f"    kept epoch {best_epoch}")
-    thresholds = tune_thresholds(y_val, _predict(model, x_val))
+    result = train(TrainOptions(**options))
     seconds = time.perf_counter() - started
-    return Classifier(model, vocab, labels, thresholds, run_id=f"quality-{recipe.kind}-{seed}"), seconds
+    classifier = Classifier(
+        result.model, result.encoded.vocab, result.encoded.labels, result.thresholds, run_id=result.run_id
+    )
+    return classifier, seconds
 
 
 def artifact_size(classifier: Classifier) -> int:
@@ -322,33 +200,33 @@ def score_pair(
 
 def recurrent_row(
     name: str,
-    recipe: Recipe,
-    fit: Split,
-    val: Split,
+    recipe: dict[str, Any],
+    data: Sequence[Path],
     test: Split,
     labels: list[str],
     seeds: Sequence[int],
-    log: Callable[[str], None],
-    vocab_texts: Sequence[str] = (),
+    store: str,
+    label_field: str = "domains",
+    max_epochs: int | None = None,
 ) -> Row:
     """Train ``recipe`` once per seed; the row holds each seed's test figures."""
     row = Row(name, [], [], [], [], [], [], [], [], 0)
     y_test = binarize(test.label_sets, labels)
     for seed in seeds:
-        log(f"  {name}, seed {seed}")
-        started = time.perf_counter()
-        vocab = build_vocab(recipe, fit.texts, vocab_texts)
-        vocab_seconds = time.perf_counter() - started
-        classifier, seconds = train_recurrent(recipe, fit, val, seed, vocab=vocab, log=log)
+        print(f"  {name}, seed {seed}", flush=True)
+        classifier, seconds = train_recurrent(recipe, data, seed, store, label_field, max_epochs)
         classifier.predict_proba(test.texts[:64])  # warm-up: first-call allocations are not speed
         probs, speed = timed_proba(classifier.predict_proba, test.texts)
         probs = expand(probs, classifier.labels, labels)
         thresholds = expand(classifier.thresholds[None, :], classifier.labels, labels)[0]
         thresholds[thresholds == 0] = 0.5
         plain, tuned = score_pair(y_test, probs, labels, thresholds)
-        _append(row, plain, tuned, seconds + vocab_seconds, speed)
+        _append(row, plain, tuned, seconds, speed)
         row.size_bytes = artifact_size(classifier)
-        log(f"    test micro {plain['micro_f1']:.3f} macro {plain['macro_f1']:.3f} P@1 {plain['p_at_1']:.3f}")
+        print(
+            f"    test micro {plain['micro_f1']:.3f} macro {plain['macro_f1']:.3f} P@1 {plain['p_at_1']:.3f}",
+            flush=True,
+        )
     return row
 
 
@@ -464,19 +342,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmark data not found under {bench} (set TWEETDOMAINS_DATA_DIR)", file=sys.stderr)
         return 2
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    train, test = read_benchmark(bench / "train.jsonl"), read_benchmark(bench / "test.jsonl")
+    work = Path(tempfile.mkdtemp(prefix="quality-"))  # the trainer's store: dataset caches
+    store = str(work / "store")
+    train_file = bench / "train.jsonl"
+    train, test = read_benchmark(train_file), read_benchmark(bench / "test.jsonl")
     seeds = list(range(args.seeds))
     cap = args.max_epochs
     if args.dry_run:
-        train, test = (
-            Split(train.texts[:300], train.label_sets[:300]),
-            Split(test.texts[:100], test.label_sets[:100]),
-        )
+        train_file = work / "train-head.jsonl"
+        with (bench / "train.jsonl").open(encoding="utf-8") as handle:
+            train_file.write_text("".join(itertools.islice(handle, 300)), encoding="utf-8")
+        train, test = read_benchmark(train_file), Split(test.texts[:100], test.label_sets[:100])
         seeds, cap = [0], 1
         skip |= {"minilm", "topicxl"}
-
-    def capped(recipe: Recipe) -> Recipe:
-        return recipe if cap is None else replace(recipe, max_epochs=min(cap, recipe.max_epochs))
 
     fit, val = carve_validation(train)
     # Scored over every label of train or test, as the reference figures are.
@@ -486,9 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"test {len(test.texts)}, {len(labels)} labels"
     )
     started = time.perf_counter()
-    rows = [recurrent_row("LSTM (ours)", capped(OURS), fit, val, test, labels, seeds, print)]
+    ours = [train_file]
+    rows = [recurrent_row("LSTM (ours)", OURS, ours, test, labels, seeds, store, max_epochs=cap)]
     if "rnn" not in skip:
-        rows.append(recurrent_row("RNN (ours)", capped(OURS_RNN), fit, val, test, labels, seeds, print))
+        rows.append(recurrent_row("RNN (ours)", OURS_RNN, ours, test, labels, seeds, store, max_epochs=cap))
     print("  peers: TF-IDF + LR")
     rows.append(peer_row(TfidfPeer, train, fit, val, test, labels))
     if "fasttext" not in skip:
@@ -499,7 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(peer_row(MiniLMPeer, train, fit, val, test, labels))
     if "seed" not in skip:
         rows.append(
-            recurrent_row("LSTM (seed recipe)", capped(SEED_RECIPE), fit, val, test, labels, seeds, print)
+            recurrent_row(
+                "LSTM (original recipe)", SEED_RECIPE, ours, test, labels, seeds, store, max_epochs=cap
+            )
         )
 
     xl_rows: list[Row] = []
@@ -518,12 +399,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"test {len(xl_test.texts)}"
             )
             xl_rows.append(
-                recurrent_row("LSTM (ours)", capped(OURS), xl_train, xl_val, xl_test, xl_labels, seeds, print)
+                recurrent_row(
+                    "LSTM (ours)",
+                    OURS,
+                    [xl_dir / "en_train.jsonl", xl_dir / "en_validation.jsonl"],
+                    xl_test,
+                    xl_labels,
+                    seeds,
+                    store,
+                    label_field="topics",
+                    max_epochs=cap,
+                )
             )
             xl_rows.append(peer_row(TfidfPeer, xl_all, xl_train, xl_val, xl_test, xl_labels))
         else:
             print(f"TweetTopicXL not found under {xl_dir}: skipped")
     total = time.perf_counter() - started
+    shutil.rmtree(work, ignore_errors=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -549,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "quality.json").write_text(
         json.dumps(
             {
-                "recipe": asdict(OURS),
+                "recipe": OURS,
                 "rows": [asdict(r) for r in rows],
                 "topicxl": [asdict(r) for r in xl_rows],
                 "seeds": seeds,

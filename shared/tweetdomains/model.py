@@ -166,9 +166,35 @@ def build_model(config: ModelConfig) -> RecurrentClassifier:
     return LSTMClassifier(config) if config.kind == "lstm" else RNNClassifier(config)
 
 
-def bce_loss(pos_weight: torch.Tensor | None = None) -> nn.BCEWithLogitsLoss:
-    """Multi-label loss; ``pos_weight`` (one per label) up-weights rare domains."""
-    return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+class MultiLabelLoss(nn.Module):
+    """Binary cross-entropy per label, plus (``rank_weight`` > 0) a softmax cross-entropy
+    across labels towards the tweet's true domains, shared out evenly.
+
+    BCE alone scores each domain on its own; the softmax term makes the true domains
+    outrank the others within a tweet, which is what the top-scored label (P@1) needs. It
+    is blind to a common shift of the logits, so the sigmoid probabilities that the
+    0.5 rule reads stay BCE's. Rows without a true domain add nothing to it.
+    """
+
+    def __init__(self, pos_weight: torch.Tensor | None = None, rank_weight: float = 0.0) -> None:
+        super().__init__()
+        self.bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        self.rank_weight = rank_weight
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = self.bce(logits, targets)
+        if self.rank_weight > 0:
+            mass = targets.sum(dim=1, keepdim=True)
+            share = targets / mass.clamp_min(1e-8)
+            ranked = -(share * torch.log_softmax(logits, dim=1)).sum(dim=1)
+            loss = loss + self.rank_weight * ranked.mean()
+        return loss
+
+
+def bce_loss(pos_weight: torch.Tensor | None = None, rank_weight: float = 0.0) -> MultiLabelLoss:
+    """Multi-label loss; ``pos_weight`` (one per label) up-weights rare domains, ``rank_weight``
+    adds the softmax ranking term (:class:`MultiLabelLoss`)."""
+    return MultiLabelLoss(pos_weight, rank_weight)
 
 
 def pad_batch(

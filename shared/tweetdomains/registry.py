@@ -9,6 +9,8 @@ Layout (INTERFACE.md)::
 ``manifest.json`` is written last and lists every artifact with its SHA-256: a run without a
 manifest is incomplete and never loaded, and an artifact whose bytes do not match is refused.
 Promotion replaces ``best.json`` in one atomic write, only when the new run is better.
+The same scheme serves other artifact families under their own prefix
+(``Registry(store, prefix="pretrained")``: the pre-trained encoders of ``tweetdomains pretrain``).
 """
 
 from __future__ import annotations
@@ -42,10 +44,15 @@ def _valid_run_id(run_id: str) -> str:
 
 
 class Registry:
-    """Publish, promote and read model runs in an :class:`ObjectStore`."""
+    """Publish, promote and read model runs in an :class:`ObjectStore`.
 
-    def __init__(self, store: ObjectStore) -> None:
+    ``prefix`` is the folder the runs live under (``models``, the served classifiers, by default).
+    """
+
+    def __init__(self, store: ObjectStore, prefix: str = "models") -> None:
         self.store = store
+        self.prefix = prefix.strip("/")
+        self.best_key = f"{self.prefix}/best.json"
 
     def publish(self, run_id: str, artifacts: dict[str, bytes]) -> dict[str, Any]:
         """Write every artifact, then the manifest that makes the run visible."""
@@ -53,19 +60,19 @@ class Registry:
         if MANIFEST in artifacts:
             raise RegistryError("the manifest is written by the registry")
         for name, data in artifacts.items():
-            self.store.put(f"models/{run_id}/{name}", data)
+            self.store.put(f"{self.prefix}/{run_id}/{name}", data)
         manifest = {
             "run_id": run_id,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(artifacts.items())},
         }
-        self.store.put(f"models/{run_id}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+        self.store.put(f"{self.prefix}/{run_id}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
         return manifest
 
     def manifest(self, run_id: str) -> dict[str, Any]:
         """The run's manifest; :class:`RegistryError` if the run is absent or incomplete."""
         try:
-            data = self.store.get(f"models/{_valid_run_id(run_id)}/{MANIFEST}")
+            data = self.store.get(f"{self.prefix}/{_valid_run_id(run_id)}/{MANIFEST}")
         except ObjectNotFound:
             raise RegistryError(f"run {run_id!r} not found (or not completely published)") from None
         try:
@@ -83,7 +90,7 @@ class Registry:
         expected = manifest["files"].get(name)
         if expected is None:
             raise RegistryError(f"run {run_id!r} has no artifact {name!r}")
-        data = self.store.get(f"models/{run_id}/{name}")
+        data = self.store.get(f"{self.prefix}/{run_id}/{name}")
         if hashlib.sha256(data).hexdigest() != expected:
             raise RegistryError(f"artifact {name!r} of run {run_id!r} does not match its manifest")
         return data
@@ -96,15 +103,13 @@ class Registry:
 
     def runs(self) -> list[str]:
         """Ids of completely published runs, oldest first."""
-        suffix = "/" + MANIFEST
-        return sorted(
-            k[len("models/") : -len(suffix)] for k in self.store.list("models/") if k.endswith(suffix)
-        )
+        folder, suffix = self.prefix + "/", "/" + MANIFEST
+        return sorted(k[len(folder) : -len(suffix)] for k in self.store.list(folder) if k.endswith(suffix))
 
     def best(self) -> dict[str, Any] | None:
-        """The content of ``models/best.json``, or None before any promotion."""
+        """The content of ``<prefix>/best.json``, or None before any promotion."""
         try:
-            data = self.store.get(BEST_KEY)
+            data = self.store.get(self.best_key)
         except ObjectNotFound:
             return None
         try:
@@ -112,7 +117,7 @@ class Registry:
             if not isinstance(best, dict) or not isinstance(best.get("run_id"), str):
                 raise ValueError
         except ValueError:
-            raise RegistryError(f"{BEST_KEY} is malformed") from None
+            raise RegistryError(f"{self.best_key} is malformed") from None
         return best
 
     def resolve(self, run_ref: str) -> str:
@@ -143,5 +148,5 @@ class Registry:
             "value": float(value),
             "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        self.store.put(BEST_KEY, json.dumps(record, indent=2).encode())
+        self.store.put(self.best_key, json.dumps(record, indent=2).encode())
         return True

@@ -134,6 +134,15 @@ class EncodedDataset:
             )
 
 
+def concat_splits(first: EncodedSplit, second: EncodedSplit) -> EncodedSplit:
+    """The rows of ``first`` then those of ``second``, as one split."""
+    return EncodedSplit(
+        np.concatenate([first.ids, second.ids]),
+        np.concatenate([first.offsets, first.offsets[-1] + second.offsets[1:]]),
+        np.concatenate([first.labels, second.labels]),
+    )
+
+
 def encode_split(
     token_lists: Sequence[Sequence[str]],
     label_sets: Sequence[Sequence[str]],
@@ -230,11 +239,13 @@ def encode_dataset(
     max_tokens: int = 64,
     use_cache: bool = True,
     vocab_kind: str = "word",
+    vocab: Vocabulary | None = None,
 ) -> EncodedDataset:
-    """Vocabulary (``word`` or ``wordpiece``) from the train split only, then every split
-    encoded once (cached in the store)."""
+    """Vocabulary (``word`` or ``wordpiece``) from the train split only, unless ``vocab`` is
+    given (a pre-trained encoder's), then every split encoded once (cached in the store)."""
     tokens = {name: [tokenize(normalize(r.text)) for r in getattr(dataset, name)] for name in SPLITS}
-    vocab = build_vocab(tokens["train"], vocab_kind, min_count=min_count, max_vocab=max_vocab)
+    if vocab is None:
+        vocab = build_vocab(tokens["train"], vocab_kind, min_count=min_count, max_vocab=max_vocab)
     labels = dataset.labels
     digest = data_hash(dataset)
     key = cache_key(digest, vocab, max_tokens)

@@ -17,8 +17,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -32,11 +32,13 @@ from tweetdomains.model import ModelConfig, RecurrentClassifier, bce_loss, build
 from tweetdomains.predict import run_artifacts
 from tweetdomains.registry import Registry, new_run_id
 from tweetdomains.store import ObjectNotFound, ObjectStore, open_store
+from tweetdomains.text import Vocabulary
 from tweetdomains_trainer import checkpoint as ckpt
 from tweetdomains_trainer import reports
 from tweetdomains_trainer.data import (
     EncodedDataset,
     EncodedSplit,
+    concat_splits,
     encode_dataset,
     eval_batches,
     load_dataset,
@@ -71,6 +73,9 @@ class TrainOptions:
     recipe: str | None = None  # the preset the values came from (recorded; the values rule)
     vocab: str = "word"
     init_embeddings: str = "none"
+    init_from: str | None = None  # a `tweetdomains pretrain` encoder: run id or "latest"
+    encoder_lr_scale: float = 1.0
+    freeze_epochs: int = 0
     model: str = "lstm"
     embedding_dim: int = 200
     hidden_dim: int = 128
@@ -87,6 +92,9 @@ class TrainOptions:
     clip_norm: float = 1.0
     schedule: str = "plateau"
     pos_weight: str = "none"
+    ema_decay: float = 0.0
+    rank_loss_weight: float = 0.0
+    refit: bool = False
     seed: int = 13
     min_count: int = 2
     max_vocab: int = 50_000
@@ -111,6 +119,12 @@ class TrainOptions:
             (self.vocab in ("word", "wordpiece"), "--vocab must be word or wordpiece"),
             (self.init_embeddings in ("none", "minilm"), "--init-embeddings must be none or minilm"),
             (self.weight_decay >= 0, "--weight-decay must not be negative"),
+            (0 < self.encoder_lr_scale <= 1, "--encoder-lr-scale must be in (0, 1]"),
+            (self.freeze_epochs >= 0, "--freeze-epochs must not be negative"),
+            (
+                self.init_from is None or self.init_embeddings == "none",
+                "--init-from already sets the embeddings: drop --init-embeddings",
+            ),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.lr > 0, "--lr must be positive"),
@@ -118,6 +132,8 @@ class TrainOptions:
             (self.patience >= 1, "--patience must be at least 1"),
             (self.schedule in ("plateau", "none"), "--schedule must be plateau or none"),
             (self.pos_weight in ("none", "sqrt", "linear"), "--pos-weight must be none, sqrt or linear"),
+            (0 <= self.ema_decay < 1, "--ema-decay must be in [0, 1)"),
+            (self.rank_loss_weight >= 0, "--rank-loss-weight must not be negative"),
             (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
             (self.precision in ("auto", "bf16", "fp32"), "--precision must be auto, bf16 or fp32"),
             (0 <= self.test_percent < 100, "--test-percent must be in [0, 100)"),
@@ -326,31 +342,76 @@ class Distributed:
         return float(tensor.item())
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, lr: float, weight_decay: float = 0.0, encoder_lr_scale: float = 1.0
+) -> torch.optim.Optimizer:
     """Adam without weight decay; with it, AdamW whose ``embedding.*`` group has no decay.
 
-    Fused where the build has it (one kernel for every parameter: a third off a small
-    model's CPU step).
+    ``encoder_lr_scale`` < 1 gives the embedding and recurrent layers a lower learning rate
+    than the head (ULMFiT's discriminative rates: pre-trained layers move less). Fused where
+    the build has it (one kernel for every parameter: a third off a small model's CPU step).
     """
-    if weight_decay <= 0:
-        try:
-            return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-        except (RuntimeError, TypeError):  # a device or build without the fused kernel
-            return torch.optim.Adam(model.parameters(), lr=lr)
     # Decay would pull the rows of wordpieces absent from a batch towards zero, erasing what
     # a pre-trained initialisation taught them; the rest of the model is decayed as usual.
-    embedding: list[nn.Parameter] = []
-    rest: list[nn.Parameter] = []
+    groups: dict[str, list[nn.Parameter]] = {"embedding": [], "recurrent": [], "head": []}
     for name, param in model.named_parameters():
-        (embedding if name.removeprefix("module.").startswith("embedding.") else rest).append(param)
-    groups = [
-        {"params": embedding, "weight_decay": 0.0},
-        {"params": rest, "weight_decay": weight_decay},
+        module = name.removeprefix("module.").split(".", 1)[0]
+        groups[module if module in groups else "head"].append(param)
+    settings = {
+        "embedding": (lr * encoder_lr_scale, 0.0),
+        "recurrent": (lr * encoder_lr_scale, weight_decay),
+        "head": (lr, weight_decay),
+    }
+    param_groups = [
+        {"params": params, "lr": settings[name][0], "weight_decay": settings[name][1]}
+        for name, params in groups.items()
+        if params
     ]
+    optimizer_cls = torch.optim.AdamW if weight_decay > 0 else torch.optim.Adam
     try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=lr)
+        return optimizer_cls(param_groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # a device or build without the fused kernel
+        return optimizer_cls(param_groups, lr=lr)
+
+
+def set_encoder_trainable(model: RecurrentClassifier, trainable: bool) -> None:
+    """Freeze or unfreeze the embedding and recurrent layers (gradual unfreezing: the head
+    of a pre-trained encoder learns alone for ``--freeze-epochs`` epochs first)."""
+    for module in (model.embedding, model.recurrent):
+        module.requires_grad_(trainable)
+
+
+class WeightAverage:
+    """An exponential moving average of the weights, updated after every optimizer step.
+
+    Checkpoint averaging in its streaming form (Polyak averaging): validation, early
+    stopping and the published model all use the averaged weights, which sit in a flatter
+    part of the loss surface than any single step's and vary less from seed to seed.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def load(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
+        self.state = {k: v.to(device) for k, v in state.items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        current = model.state_dict()
+        averaged = [v for k, v in self.state.items() if v.is_floating_point()]
+        latest = [current[k] for k, v in self.state.items() if v.is_floating_point()]
+        torch._foreach_lerp_(averaged, latest, 1.0 - self.decay)
+
+    @contextmanager
+    def swapped_in(self, model: nn.Module) -> Iterator[None]:
+        """The model holds the averaged weights inside the block, its own ones after it."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own)
 
 
 def pos_weights(targets: np.ndarray, mode: str) -> torch.Tensor | None:
@@ -369,7 +430,9 @@ def _unwrap(model: nn.Module) -> RecurrentClassifier:
     return inner
 
 
-def _prepare(options: TrainOptions, store: ObjectStore, say: Callable[[str], None]) -> EncodedDataset:
+def _prepare(
+    options: TrainOptions, store: ObjectStore, say: Callable[[str], None], vocab: Vocabulary | None = None
+) -> EncodedDataset:
     dataset = load_dataset(
         store, options.data, options.test_percent, options.validation_percent, options.label_field
     )
@@ -384,6 +447,7 @@ def _prepare(options: TrainOptions, store: ObjectStore, say: Callable[[str], Non
         max_tokens=options.max_tokens,
         use_cache=not options.dry_run,
         vocab_kind=options.vocab,
+        vocab=vocab,
     )
 
 
@@ -400,6 +464,97 @@ def init_embeddings(model: RecurrentClassifier, options: TrainOptions, encoded: 
 
 
 # ----------------------------------------------------------------------------- the job
+
+
+@dataclass
+class _Phase:
+    """One training phase's model (and its DDP wrapper), optimizer, schedule, loss and average."""
+
+    base_model: RecurrentClassifier
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: nn.Module
+    average: WeightAverage | None
+
+    @classmethod
+    def start(
+        cls,
+        options: TrainOptions,
+        encoded: EncodedDataset,
+        fit_split: EncodedSplit,
+        encoder: Any,
+        initialise: bool,
+        dist: Distributed,
+        device: torch.device,
+        say: Callable[[str], None],
+    ) -> _Phase:
+        """A fresh model, initialised from ``encoder`` or MiniLM when ``initialise``."""
+        base_model = build_model(options.model_config(len(encoded.vocab), len(encoded.labels)))
+        if encoder is not None:
+            from tweetdomains_trainer.pretrain import apply_pretrained
+
+            apply_pretrained(base_model, encoder)
+            say(f"encoder: embedding and {options.model} weights from pretrained run {encoder.run_id}")
+        elif initialise:
+            copied = init_embeddings(base_model, options, encoded)
+            if copied:
+                say(f"embeddings: {copied:,} of {len(encoded.vocab):,} rows from MiniLM")
+        base_model = base_model.to(device)
+        model: nn.Module = base_model
+        if dist.world_size > 1:
+            model = nn.parallel.DistributedDataParallel(
+                base_model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        optimizer = make_optimizer(model, options.lr, options.weight_decay, options.encoder_lr_scale)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
+        weights = pos_weights(fit_split.labels, options.pos_weight)
+        loss_fn = bce_loss(weights.to(device) if weights is not None else None, options.rank_loss_weight)
+        average = WeightAverage(base_model, options.ema_decay) if options.ema_decay > 0 else None
+        return cls(base_model, model, optimizer, scheduler, loss_fn, average)
+
+    def run_epoch(
+        self, options: TrainOptions, split: EncodedSplit, epoch: int, dist: Distributed, device: torch.device
+    ) -> list[float]:
+        """One pass over this rank's share of ``split``; the batch losses."""
+        batches = dist.shard(
+            train_batches(split.lengths, options.batch_size, np.random.default_rng([options.seed, epoch]))
+        )
+        if options.dry_run:
+            batches = batches[:1]
+        self.model.train()
+        set_encoder_trainable(self.base_model, epoch >= options.freeze_epochs)
+        losses: list[float] = []
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch + 1}/{options.epochs}",
+            disable=not (options.progress and dist.is_main),
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        for i, rows in enumerate(bar):
+            losses.append(
+                train_step(
+                    self.model,
+                    split.batch(rows),
+                    self.optimizer,
+                    self.loss_fn,
+                    device,
+                    options.clip_norm,
+                    options.precision,
+                )
+            )
+            if self.average is not None:
+                self.average.update(self.base_model)
+            if i % 10 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        return losses
+
+    def adopt_average(self) -> None:
+        """Load the averaged weights into the model for good (no-op without averaging)."""
+        if self.average is not None:
+            self.base_model.load_state_dict(self.average.state)
 
 
 def train(
@@ -442,29 +597,22 @@ def train(
     if options.threads:
         torch.set_num_threads(options.threads)
     run_id = options.run_id or new_run_id(options.model)
+    if dist.world_size > 1 and options.freeze_epochs:
+        raise ValueError("--freeze-epochs is not supported under torchrun (DDP fixes the trained parameters)")
     device = resolve_device(options.device, dist.local_rank)
     dist.start(device)
     seed_everything(options.seed)
+    encoder = _pretrained_encoder(options, store) if state is None and options.init_from else None
     if encoded is None:
-        encoded = _prepare(options, store, say)
+        encoded = _prepare(options, store, say, encoder.vocab if encoder else None)
+    elif encoder is not None and encoded.vocab != encoder.vocab:
+        raise ValueError(f"--init-from {options.init_from}: the data was encoded with another vocabulary")
     train_split, val_split = encoded.train, encoded.validation
 
-    config = options.model_config(len(encoded.vocab), len(encoded.labels))
-    base_model = build_model(config)
-    if state is None:
-        copied = init_embeddings(base_model, options, encoded)
-        if copied:
-            say(f"embeddings: {copied:,} of {len(encoded.vocab):,} rows from MiniLM")
-    base_model = base_model.to(device)
-    model: nn.Module = base_model
-    if dist.world_size > 1:
-        model = nn.parallel.DistributedDataParallel(
-            base_model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    optimizer = make_optimizer(model, options.lr, options.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
-    weights = pos_weights(train_split.labels, options.pos_weight)
-    loss_fn = bce_loss(weights.to(device) if weights is not None else None)
+    phase = _Phase.start(options, encoded, train_split, encoder, state is None, dist, device, say)
+    base_model, optimizer, scheduler, loss_fn, average = (
+        phase.base_model, phase.optimizer, phase.scheduler, phase.loss_fn, phase.average
+    )  # fmt: skip
 
     start_epoch, best_metric, best_epoch, bad_epochs = 0, -math.inf, -1, 0
     history: list[dict[str, Any]] = []
@@ -473,6 +621,8 @@ def train(
     if state is not None:
         base_model.load_state_dict(ckpt.unprefixed("model", tensors))
         best_state = {k: v.to(device) for k, v in ckpt.unprefixed("best", tensors).items()}
+        if average is not None:
+            average.load(ckpt.unprefixed("ema", tensors), device)
         optimizer.load_state_dict(ckpt.optimizer_from_tensors(tensors, state["optimizer"]))
         scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(tensors, state["rng"])
@@ -491,52 +641,24 @@ def train(
         if bad_epochs >= options.patience:
             break
         started = time.perf_counter()
-        batches = dist.shard(
-            train_batches(
-                train_split.lengths, options.batch_size, np.random.default_rng([options.seed, epoch])
+        losses = phase.run_epoch(options, train_split, epoch, dist, device)
+        with average.swapped_in(base_model) if average is not None else nullcontext():
+            val_loss, val_probs, val_targets = predict_split(
+                base_model,
+                val_split,
+                loss_fn,
+                device,
+                max_batches=1 if options.dry_run else None,
+                precision=options.precision,
             )
-        )
-        if options.dry_run:
-            batches = batches[:1]
-        model.train()
-        losses: list[float] = []
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch + 1}/{options.epochs}",
-            disable=not (options.progress and dist.is_main),
-            leave=False,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
-        for i, rows in enumerate(bar):
-            losses.append(
-                train_step(
-                    model,
-                    train_split.batch(rows),
-                    optimizer,
-                    loss_fn,
-                    device,
-                    options.clip_norm,
-                    options.precision,
-                )
-            )
-            if i % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        val_loss, val_probs, val_targets = predict_split(
-            base_model,
-            val_split,
-            loss_fn,
-            device,
-            max_batches=1 if options.dry_run else None,
-            precision=options.precision,
-        )
         val = score(val_targets, val_probs, encoded.labels, 0.5)
         metric = dist.agree(val["micro_f1"], device)
         if options.schedule == "plateau":
             scheduler.step(metric)
         if metric > best_metric:
             best_metric, best_epoch, bad_epochs = metric, epoch + 1, 0
-            best_state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}
+            kept = average.state if average is not None else base_model.state_dict()
+            best_state = {k: v.detach().clone() for k, v in kept.items()}
         else:
             bad_epochs += 1
         seconds = time.perf_counter() - started
@@ -557,7 +679,7 @@ def train(
         say(
             f"epoch {epoch + 1}/{options.epochs}: train loss {h['train_loss']:.4f}, val loss {val_loss:.4f}, "
             f"val micro-F1 {val['micro_f1']:.4f} macro-F1 {val['macro_f1']:.4f} P@1 {val['p_at_1']:.4f} "
-            f"({seconds:.1f} s, {len(batches) * options.batch_size / seconds:,.0f} tweets/s)"
+            f"({seconds:.1f} s, {len(losses) * options.batch_size / seconds:,.0f} tweets/s)"
         )
         if options.dry_run:
             break
@@ -574,6 +696,7 @@ def train(
                 scheduler,
                 history,
                 progress,
+                average.state if average is not None else None,
             )
         if options.stop_after_epochs is not None and epoch + 1 >= options.stop_after_epochs:
             completed = epoch + 1 >= options.epochs
@@ -586,7 +709,51 @@ def train(
         )
     base_model.load_state_dict(best_state)
     run = _Run(options, store, dist, device, run_id, encoded, say)
-    return _finish(run, base_model, loss_fn, history, train_seconds, best_epoch)
+    if not options.refit or options.dry_run:
+        return _finish(run, base_model, loss_fn, history, train_seconds, best_epoch)
+    # Refit: the held-out figures and thresholds come from the model chosen on validation;
+    # the published one is trained again, same seed and epoch count, on train + validation.
+    _, val_probs, val_targets = predict_split(
+        base_model, encoded.validation, loss_fn, device, precision=options.precision
+    )
+    started = time.perf_counter()
+    both = concat_splits(train_split, val_split)
+    seed_everything(options.seed)
+    refit = _Phase.start(options, encoded, both, encoder, True, dist, device, lambda _: None)
+    for epoch in range(best_epoch):
+        refit.run_epoch(options, both, epoch, dist, device)
+    refit.adopt_average()
+    seconds = time.perf_counter() - started
+    say(f"refit on train + validation ({len(both)} tweets, {best_epoch} epochs, {seconds:.1f} s)")
+    return _finish(
+        run,
+        refit.base_model,
+        loss_fn,
+        history,
+        train_seconds + seconds,
+        best_epoch,
+        held_out=(val_targets, val_probs),
+    )
+
+
+def _pretrained_encoder(options: TrainOptions, store: ObjectStore) -> Any:
+    from tweetdomains_trainer.pretrain import load_pretrained
+
+    encoder = load_pretrained(store, options.init_from or "latest")
+    shape = {
+        "kind": options.model,
+        "embedding_dim": options.embedding_dim,
+        "hidden_dim": options.hidden_dim,
+        "recurrent_layers": options.recurrent_layers,
+        "bidirectional": options.bidirectional,
+    }
+    differing = [f"{k} {encoder.config[k]!r} (not {v!r})" for k, v in shape.items() if encoder.config[k] != v]
+    if differing:
+        raise ValueError(
+            f"--init-from {options.init_from}: the encoder has {', '.join(differing)}; "
+            "train with the encoder's shape"
+        )
+    return encoder
 
 
 def _cached_dataset(store: ObjectStore, key: str) -> EncodedDataset | None:
@@ -607,6 +774,7 @@ def _save(
     scheduler: Any,
     history: list[dict[str, Any]],
     progress: tuple[int, float, int, int, float],
+    ema_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
     epoch, best_metric, best_epoch, bad_epochs, train_seconds = progress
     optim_tensors, optim_plain = ckpt.optimizer_to_tensors(optimizer.state_dict())
@@ -614,6 +782,7 @@ def _save(
     tensors = {
         **ckpt.prefixed("model", model.state_dict()),
         **ckpt.prefixed("best", best_state),
+        **(ckpt.prefixed("ema", ema_state) if ema_state is not None else {}),
         **optim_tensors,
         **rng_tensors,
     }
@@ -652,15 +821,23 @@ def _finish(
     history: list[dict[str, Any]],
     train_seconds: float,
     best_epoch: int,
+    held_out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
-    """Thresholds from validation, scores on validation and test, then publish and promote."""
+    """Thresholds from validation, scores on validation and test, then publish and promote.
+
+    ``held_out`` (targets, probabilities) are validation predictions of the model chosen
+    before a refit, which has seen the validation rows and so cannot be scored on them.
+    """
     options, store, dist, device, run_id, encoded, say = (
         run.options, run.store, run.dist, run.device, run.run_id, run.encoded, run.say
     )  # fmt: skip
     limit = 1 if options.dry_run else None
-    _, val_probs, val_targets = predict_split(
-        model, encoded.validation, loss_fn, device, max_batches=limit, precision=options.precision
-    )
+    if held_out is None:
+        _, val_probs, val_targets = predict_split(
+            model, encoded.validation, loss_fn, device, max_batches=limit, precision=options.precision
+        )
+    else:
+        val_targets, val_probs = held_out
     thresholds = fit_thresholds(val_targets, val_probs, options.min_support)
     validation = score(val_targets, val_probs, encoded.labels, thresholds)
     metrics: dict[str, Any] = {PROMOTION_METRIC: validation["micro_f1"]}
