@@ -54,7 +54,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _run("collect", collect)
     train = ["train", "--store", store]
     if source.startswith("replay:"):
-        # Real tweets: the quality recipe (MiniLM wordpieces, BiLSTM), about two minutes on a CPU.
+        # Real tweets: the quality recipe (MiniLM wordpieces, BiLSTM, refit), a few minutes on a CPU.
         train += ["--recipe", "quality"]
     if args.epochs is not None:
         train += ["--epochs", str(args.epochs)]

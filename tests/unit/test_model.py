@@ -107,3 +107,31 @@ def test_empty_tweet_gets_one_unknown_step() -> None:
     ids, lengths = pad_batch([[], [3, 4]])
     assert lengths.tolist() == [1, 2]
     assert ids[0, 0] == 1
+
+
+@pytest.mark.parametrize("kind", ["lstm", "rnn"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bidirectional_outputs_equal_a_packed_batch(kind: str, layers: int) -> None:
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        kind=kind,  # type: ignore[arg-type]
+        vocab_size=30,
+        num_labels=3,
+        embedding_dim=8,
+        hidden_dim=6,
+        recurrent_layers=layers,
+        bidirectional=True,
+    )
+    model = build_model(config).eval()
+    lengths = torch.tensor([5, 2, 7, 1])
+    ids = torch.zeros(4, 7, dtype=torch.long)
+    for row, length in enumerate(lengths.tolist()):
+        ids[row, :length] = torch.randint(2, 30, (length,))
+    embedded = model.embedding(ids)
+    packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+    reference, _ = pad_packed_sequence(model.recurrent(packed)[0], batch_first=True, total_length=7)
+    ours = model.recurrent_outputs(embedded, lengths)
+    valid = (torch.arange(7)[None, :] < lengths[:, None]).unsqueeze(-1)
+    assert torch.allclose(ours * valid, reference * valid, atol=1e-6)

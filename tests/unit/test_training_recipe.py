@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.unit.test_training import TINY as TRAINING_TINY
 from tweetdomains.model import bce_loss, build_model
 from tweetdomains.records import Record
 from tweetdomains.simulate import generate
@@ -18,18 +19,7 @@ from tweetdomains_trainer.pretrain import PretrainOptions, load_pretrained, pret
 from tweetdomains_trainer.recipes import ORIGINAL, QUALITY, RECIPES
 from tweetdomains_trainer.train import TrainOptions, WeightAverage, make_optimizer, train
 
-TINY: dict[str, Any] = {
-    "embedding_dim": 12,
-    "hidden_dim": 12,
-    "recurrent_layers": 1,
-    "linear_layers": 1,
-    "batch_size": 32,
-    "epochs": 2,
-    "progress": False,
-    "lr": 0.01,
-    "vocab": "word",
-    "min_count": 1,
-}
+TINY: dict[str, Any] = {**TRAINING_TINY, "vocab": "word", "min_count": 1}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +32,19 @@ def data_file(tmp_path: Path, records: list[Record]) -> str:
     path = tmp_path / "records.jsonl"
     path.write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
     return str(path)
+
+
+def initial_weights(monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
+    """Filled with the model's weights as training starts (when its optimizer is made)."""
+    seen: dict[str, torch.Tensor] = {}
+    real = train_module.make_optimizer
+
+    def spy(model: torch.nn.Module, *args: Any) -> torch.optim.Optimizer:
+        seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return real(model, *args)
+
+    monkeypatch.setattr(train_module, "make_optimizer", spy)
+    return seen
 
 
 # ----------------------------------------------------------------------------- loss
@@ -134,14 +137,7 @@ def test_init_from_a_pretrained_encoder_uses_its_vocabulary_and_weights(
 ) -> None:
     store = _pretrained(tmp_path, data_file)
     encoder = load_pretrained(store, "latest")
-    seen: dict[str, torch.Tensor] = {}
-    real = train_module.make_optimizer
-
-    def spy(model: torch.nn.Module, *args: Any) -> torch.optim.Optimizer:
-        seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return real(model, *args)
-
-    monkeypatch.setattr(train_module, "make_optimizer", spy)
+    seen = initial_weights(monkeypatch)
     options = TrainOptions(store=str(store.root), data=[data_file], init_from="latest", **TINY)
     result = train(options)
     assert result.encoded.vocab == encoder.vocab
@@ -174,14 +170,7 @@ def test_encoder_learning_rate_scale_and_frozen_epochs(
     assert not any(p.requires_grad for p in model.recurrent.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
 
-    initial: dict[str, torch.Tensor] = {}
-    real = train_module.make_optimizer
-
-    def spy(model: torch.nn.Module, *args: Any) -> torch.optim.Optimizer:
-        initial.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return real(model, *args)
-
-    monkeypatch.setattr(train_module, "make_optimizer", spy)
+    initial = initial_weights(monkeypatch)
     # Frozen for every epoch: the encoder ends as it started, the head does not.
     options = TrainOptions(
         store=str(tmp_path / "store"), data=[data_file], freeze_epochs=2, publish=False, **TINY

@@ -211,13 +211,6 @@ def _add_pretrain_options(parser: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--dropout", type=float, default=None, help="on embeddings and outputs (0.3)")
     m.add_argument("--init-embeddings", choices=["none", "minilm"], default=None, help="default minilm")
-    m.add_argument(
-        "--init-from",
-        default=None,
-        metavar="RUN",
-        help="start the embedding and recurrent layers from a `tweetdomains pretrain` encoder "
-        "(run id or latest); its vocabulary and shape are used",
-    )
     t = parser.add_argument_group("optimization")
     t.add_argument("--lr", type=float, default=None, help="AdamW learning rate (2e-3)")
     t.add_argument("--epochs", type=_positive_int, default=None, help="default 1")

@@ -47,7 +47,13 @@ from tweetdomains.registry import MANIFEST, Registry, RegistryError, new_run_id
 from tweetdomains.store import ObjectNotFound, ObjectStore, open_store
 from tweetdomains.text import Vocabulary, content_hash, normalize, tokenize
 from tweetdomains_trainer.data import EncodedSplit, build_vocab, encode_split, eval_batches, train_batches
-from tweetdomains_trainer.train import autocast, make_optimizer, resolve_device, seed_everything
+from tweetdomains_trainer.train import (
+    autocast,
+    make_optimizer,
+    optimizer_step,
+    resolve_device,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -381,12 +387,7 @@ def lm_train_step(
     optimizer.zero_grad(set_to_none=True)
     with autocast(device):
         nll, count = model(ids, lengths, rank_of[ids])
-    loss = nll.float() / count
-    loss.backward()
-    if clip_norm > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-    optimizer.step()
-    return float(loss.detach())
+    return optimizer_step(model, nll.float() / count, optimizer, clip_norm)
 
 
 @torch.inference_mode()

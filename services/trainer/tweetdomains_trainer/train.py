@@ -224,7 +224,13 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     with autocast(device, precision):
         logits = model(ids, lengths)
-    loss = loss_fn(logits.float(), targets)
+    return optimizer_step(model, loss_fn(logits.float(), targets), optimizer, clip_norm)
+
+
+def optimizer_step(
+    model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip_norm: float
+) -> float:
+    """Backward, clip the gradient norm (``clip_norm`` > 0), step; returns the loss."""
     loss.backward()
     if clip_norm > 0:
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
