@@ -45,7 +45,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/api.py
 
-## benchmark-quality: LSTM/RNN recipes vs TF-IDF, fastText, MiniLM on the benchmark split (~20 min)
+## benchmark-quality: LSTM/RNN recipes vs TF-IDF, fastText, MiniLM on the benchmark split (~30 min)
 benchmark-quality: install
 	$(BIN)/python -m pip install --quiet -e '.[quality]'
 	$(BIN)/python benchmarks/quality.py
