@@ -98,6 +98,19 @@ class RecurrentClassifier(nn.Module):
             width = c.hidden_dim
         layers.append(nn.Linear(width, c.num_labels))
         self.head = nn.Sequential(*layers)
+        self.projections: InputProjections | None = None  # see prepare_for_serving()
+
+    def prepare_for_serving(self) -> bool:
+        """Eval mode, and precomputed first-layer input projections where they fit.
+
+        Serving then looks up each token's input gates instead of multiplying its embedding
+        by the input weights, about two thirds of a one-layer recurrence's arithmetic. Same
+        function, same float32 results to rounding. Call again after changing the weights;
+        ``train()`` mode never uses the tables. Returns whether the tables are in use.
+        """
+        self.eval()
+        self.projections = InputProjections(self) if InputProjections.fits(self.config) else None
+        return self.projections is not None
 
     def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Pooled recurrent features, shape ``[batch, features]``.
@@ -106,9 +119,11 @@ class RecurrentClassifier(nn.Module):
         lengths (>= 1). Padded steps never reach the pooled features, and each tweet's
         backward direction starts at its true last token (see :meth:`recurrent_outputs`).
         """
-        embedded = self.embedding(token_ids)
         lengths_cpu = lengths.cpu()
-        padded = self.recurrent_outputs(embedded, lengths_cpu)
+        if self.projections is not None and not self.training:
+            padded = self.projections.outputs(token_ids, lengths_cpu)
+        else:
+            padded = self.recurrent_outputs(self.embedding(token_ids), lengths_cpu)
         lengths_dev = lengths_cpu.to(padded.device)
         if self.config.pooling == "last":
             last = padded[torch.arange(len(padded), device=padded.device), lengths_dev - 1]
@@ -138,12 +153,7 @@ class RecurrentClassifier(nn.Module):
         if not self.config.bidirectional or bool((lengths == embedded.shape[1]).all()):
             output, _ = self.recurrent(embedded)
             return output
-        width = embedded.shape[1]
-        steps = torch.arange(width)[None, :]
-        valid = steps < lengths[:, None]
-        # Position t of the reversed tweet holds token L-1-t; padding stays where it was.
-        reverse = torch.where(valid, lengths[:, None] - 1 - steps, steps).to(embedded.device)
-        gather = reverse[:, :, None]
+        gather = reversed_positions(lengths, embedded.shape[1]).to(embedded.device)[:, :, None]
         rnn = self.recurrent
         x = embedded
         for layer in range(self.config.recurrent_layers):
@@ -171,6 +181,76 @@ class RecurrentClassifier(nn.Module):
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One logit per label, shape ``[batch, num_labels]``."""
         return self.head(self.encode(token_ids, lengths))
+
+
+def reversed_positions(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """``[batch, width]`` indices that reverse each row within its own length.
+
+    Position t of a reversed row holds token ``L-1-t``; padding stays where it was, so a
+    forward-only pass over the reversed rows is each tweet's exact backward direction.
+    """
+    steps = torch.arange(width)[None, :]
+    return torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+
+
+class InputProjections:
+    """A one-layer recurrence with each token's input gates looked up, not computed.
+
+    For every vocabulary entry and direction, ``embedding @ W_ih.T + b_ih + b_hh`` is
+    computed once; a step then costs one ``[batch, hidden] x [hidden, gates]`` product. The
+    recurrence runs over the right-padded batch (the backward direction over rows reversed
+    within their lengths), so one pass serves a batch of mixed lengths.
+    """
+
+    # Tables above this size (a large word vocabulary) are not worth their memory.
+    BUDGET_BYTES = 160 * 2**20
+
+    def __init__(self, model: RecurrentClassifier) -> None:
+        rnn, c = model.recurrent, model.config
+        self.lstm = c.kind == "lstm"
+        self.hidden_dim = c.hidden_dim
+        weight = model.embedding.weight.detach()
+        self.tables: list[torch.Tensor] = []
+        self.hidden_weights: list[torch.Tensor] = []
+        for suffix in ("", "_reverse") if c.bidirectional else ("",):
+            w_ih, w_hh = getattr(rnn, "weight_ih_l0" + suffix), getattr(rnn, "weight_hh_l0" + suffix)
+            bias = getattr(rnn, "bias_ih_l0" + suffix) + getattr(rnn, "bias_hh_l0" + suffix)
+            self.tables.append(torch.addmm(bias.detach(), weight, w_ih.detach().T))
+            self.hidden_weights.append(w_hh.detach().T.contiguous())
+
+    @classmethod
+    def fits(cls, config: ModelConfig) -> bool:
+        gates = (4 if config.kind == "lstm" else 1) * config.hidden_dim
+        directions = 2 if config.bidirectional else 1
+        size = config.vocab_size * gates * directions * 4
+        return config.recurrent_layers == 1 and size <= cls.BUDGET_BYTES
+
+    def outputs(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """What ``recurrent_outputs`` gives for these tokens: ``[batch, time, hidden * dirs]``."""
+        forward = self._run(self.tables[0][token_ids], self.hidden_weights[0])
+        if len(self.tables) == 1:
+            return forward
+        reverse = reversed_positions(lengths, token_ids.shape[1]).to(token_ids.device)
+        backward = self._run(self.tables[1][token_ids.gather(1, reverse)], self.hidden_weights[1])
+        backward = backward.gather(1, reverse[:, :, None].expand(-1, -1, self.hidden_dim))
+        return torch.cat([forward, backward], dim=2)
+
+    def _run(self, gates_in: torch.Tensor, hidden_weight: torch.Tensor) -> torch.Tensor:
+        batch, width, _ = gates_in.shape
+        size = self.hidden_dim
+        h = gates_in.new_zeros(batch, size)
+        c = gates_in.new_zeros(batch, size)
+        out = gates_in.new_empty(batch, width, size)
+        for t in range(width):
+            gates = torch.addmm(gates_in[:, t], h, hidden_weight)
+            if self.lstm:  # PyTorch's gate order: input, forget, cell, output
+                act = torch.sigmoid(gates)
+                c = act[:, size : 2 * size] * c + act[:, :size] * torch.tanh(gates[:, 2 * size : 3 * size])
+                h = act[:, 3 * size :] * torch.tanh(c)
+            else:
+                h = torch.tanh(gates)
+            out[:, t] = h
+        return out
 
 
 class LSTMClassifier(RecurrentClassifier):

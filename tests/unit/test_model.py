@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tweetdomains.model import (
+    InputProjections,
     LSTMClassifier,
     ModelConfig,
     RNNClassifier,
@@ -135,3 +136,56 @@ def test_bidirectional_outputs_equal_a_packed_batch(kind: str, layers: int) -> N
     ours = model.recurrent_outputs(embedded, lengths)
     valid = (torch.arange(7)[None, :] < lengths[:, None]).unsqueeze(-1)
     assert torch.allclose(ours * valid, reference * valid, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "rnn"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["last", "mean_max"])
+def test_serving_projections_give_the_models_own_logits(kind: str, bidirectional: bool, pooling: str) -> None:
+    torch.manual_seed(1)
+    config = ModelConfig(
+        kind=kind,  # type: ignore[arg-type]
+        vocab_size=40,
+        num_labels=4,
+        embedding_dim=10,
+        hidden_dim=7,
+        recurrent_layers=1,
+        bidirectional=bidirectional,
+        pooling=pooling,  # type: ignore[arg-type]
+    )
+    model = build_model(config).eval()
+    ids, lengths = pad_batch([[5, 9, 3], [7], [2, 8, 11, 30, 4, 6], []])
+    with torch.no_grad():
+        plain = model(ids, lengths)
+        assert model.prepare_for_serving()
+        fast = model(ids, lengths)
+    assert torch.allclose(fast, plain, atol=1e-6)
+
+
+def test_training_mode_never_reads_the_serving_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build_model(
+        ModelConfig(vocab_size=40, num_labels=2, embedding_dim=8, hidden_dim=4, recurrent_layers=1)
+    )
+    assert model.prepare_for_serving() and model.projections is not None
+
+    def stale(*_: object) -> torch.Tensor:
+        raise AssertionError("tables read in training mode")
+
+    monkeypatch.setattr(model.projections, "outputs", stale)
+    ids, lengths = pad_batch([[5, 9, 3], [7]])
+    model.train()
+    assert model(ids, lengths).shape == (2, 2)  # the weights being trained, not the tables
+    model.eval()
+    with pytest.raises(AssertionError, match="tables read"):
+        model(ids, lengths)
+
+
+def test_serving_projections_stay_off_where_they_do_not_fit() -> None:
+    stacked = build_model(
+        ModelConfig(vocab_size=40, num_labels=2, embedding_dim=8, hidden_dim=4, recurrent_layers=2)
+    )
+    assert not stacked.prepare_for_serving() and stacked.projections is None
+    huge = ModelConfig(
+        vocab_size=2_000_000, num_labels=2, hidden_dim=64, recurrent_layers=1, bidirectional=True
+    )
+    assert not InputProjections.fits(huge)
