@@ -103,25 +103,15 @@ def data_dir() -> Path:
     return Path(os.environ.get("TWEETDOMAINS_DATA_DIR", default))
 
 
-def read_benchmark(path: Path) -> Split:
+def read_split(path: Path, label_field: str = "domains") -> Split:
+    """The labeled tweets of a JSONL file (labels in ``label_field``; unlabeled lines skipped)."""
     texts, label_sets = [], []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             obj = json.loads(line)
-            if obj.get("domains"):
+            if obj.get(label_field):
                 texts.append(obj["text"])
-                label_sets.append(list(obj["domains"]))
-    return Split(texts, label_sets)
-
-
-def read_topicxl(path: Path) -> Split:
-    texts, label_sets = [], []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            obj = json.loads(line)
-            if obj.get("topics"):
-                texts.append(obj["text"])
-                label_sets.append(list(obj["topics"]))
+                label_sets.append(list(obj[label_field]))
     return Split(texts, label_sets)
 
 
@@ -345,14 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="quality-"))  # the trainer's store: dataset caches
     store = str(work / "store")
     train_file = bench / "train.jsonl"
-    train, test = read_benchmark(train_file), read_benchmark(bench / "test.jsonl")
+    train, test = read_split(train_file), read_split(bench / "test.jsonl")
     seeds = list(range(args.seeds))
     cap = args.max_epochs
     if args.dry_run:
         train_file = work / "train-head.jsonl"
         with (bench / "train.jsonl").open(encoding="utf-8") as handle:
             train_file.write_text("".join(itertools.islice(handle, 300)), encoding="utf-8")
-        train, test = read_benchmark(train_file), Split(test.texts[:100], test.label_sets[:100])
+        train, test = read_split(train_file), Split(test.texts[:100], test.label_sets[:100])
         seeds, cap = [0], 1
         skip |= {"minilm", "topicxl"}
 
@@ -388,10 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         xl_dir = root / "raw" / "anon7331__tweet_topicXL" / "data" / "en"
         if (xl_dir / "en_train.jsonl").is_file():
             xl_train, xl_val = (
-                read_topicxl(xl_dir / "en_train.jsonl"),
-                read_topicxl(xl_dir / "en_validation.jsonl"),
+                read_split(xl_dir / "en_train.jsonl", "topics"),
+                read_split(xl_dir / "en_validation.jsonl", "topics"),
             )
-            xl_test = read_topicxl(xl_dir / "en_test.jsonl")
+            xl_test = read_split(xl_dir / "en_test.jsonl", "topics")
             xl_all = Split(xl_train.texts + xl_val.texts, xl_train.label_sets + xl_val.label_sets)
             xl_labels = sorted({n for s in (xl_all, xl_test) for names in s.label_sets for n in names})
             print(
