@@ -15,6 +15,7 @@ from tweetdomains.model import (
     model_from_bytes,
     model_to_bytes,
     pad_batch,
+    reversed_positions,
 )
 
 
@@ -134,13 +135,19 @@ def test_bidirectional_outputs_equal_a_packed_batch(kind: str, layers: int) -> N
     packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
     reference, _ = pad_packed_sequence(model.recurrent(packed)[0], batch_first=True, total_length=7)
     ours = model.recurrent_outputs(embedded, lengths)
+    # Our backward half is in its reading order: put it back in token order to compare.
+    back = reversed_positions(lengths, 7)[:, :, None].expand(-1, -1, 6)
+    ours = torch.cat([ours[..., :6], ours[..., 6:].gather(1, back)], dim=2)
     valid = (torch.arange(7)[None, :] < lengths[:, None]).unsqueeze(-1)
     assert torch.allclose(ours * valid, reference * valid, atol=1e-6)
+    # Without padding, the library's own kernel runs; its halves come back the same way.
+    full = model.recurrent_outputs(embedded, torch.full((4,), 7))
+    assert torch.allclose(full[..., 6:], model.recurrent(embedded)[0][..., 6:].flip(1), atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "rnn"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["last", "mean_max"])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean_max"])
 def test_serving_projections_give_the_models_own_logits(kind: str, bidirectional: bool, pooling: str) -> None:
     torch.manual_seed(1)
     config = ModelConfig(
@@ -171,7 +178,7 @@ def test_training_mode_never_reads_the_serving_tables(monkeypatch: pytest.Monkey
     def stale(*_: object) -> torch.Tensor:
         raise AssertionError("tables read in training mode")
 
-    monkeypatch.setattr(model.projections, "outputs", stale)
+    monkeypatch.setattr(model.projections, "steps", stale)
     ids, lengths = pad_batch([[5, 9, 3], [7]])
     model.train()
     assert model(ids, lengths).shape == (2, 2)  # the weights being trained, not the tables
