@@ -21,6 +21,9 @@ from torch import nn
 
 ModelKind = Literal["lstm", "rnn"]
 Pooling = Literal["last", "max", "mean_max"]
+# Serving arithmetic of the recurrent products: exact float32, or bfloat16 (see InputProjections).
+Precision = Literal["float32", "bfloat16"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
 
 
 @dataclass
@@ -100,16 +103,18 @@ class RecurrentClassifier(nn.Module):
         self.head = nn.Sequential(*layers)
         self.projections: InputProjections | None = None  # see prepare_for_serving()
 
-    def prepare_for_serving(self) -> bool:
+    def prepare_for_serving(self, precision: Precision = "float32") -> bool:
         """Eval mode, and precomputed first-layer input projections where they fit.
 
         Serving then looks up each token's input gates instead of multiplying its embedding
         by the input weights, about two thirds of a one-layer recurrence's arithmetic. Same
-        function, same float32 results to rounding. Call again after changing the weights;
+        function, same float32 results to rounding; ``precision="bfloat16"`` trades that for
+        speed (see :class:`InputProjections`). Call again after changing the weights;
         ``train()`` mode never uses the tables. Returns whether the tables are in use.
         """
         self.eval()
-        self.projections = InputProjections(self) if InputProjections.fits(self.config) else None
+        fits = InputProjections.fits(self.config)
+        self.projections = InputProjections(self, precision) if fits else None
         return self.projections is not None
 
     def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -182,6 +187,14 @@ class RecurrentClassifier(nn.Module):
         return self.head(self.encode(token_ids, lengths))
 
 
+def native_bfloat16() -> bool:
+    """Whether oneDNN reports native bfloat16 products on this CPU (AMX or AVX-512 BF16)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def pool_steps(steps: torch.Tensor, lengths: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """Features ``[batch, directions * hidden (* 2 for mean_max)]`` from recurrent outputs.
 
@@ -222,12 +235,20 @@ class InputProjections:
     reversed within their lengths), so one pass serves a batch of mixed lengths. Each
     step gathers its tokens' gates into a small buffer that stays in cache, rather than
     reading them from a ``[time, batch, gates]`` copy of the table rows (2x faster on CPU).
+
+    ``precision="bfloat16"`` multiplies the hidden state by the recurrent weights in
+    bfloat16, which CPUs with AMX or AVX-512 BF16 run several times faster than float32;
+    the gates, cell state and pooling stay float32. Probabilities move by about 1e-3 and a
+    tweet's result still does not depend on the rest of its batch.
     """
 
     # Tables above this size (a large word vocabulary) are not worth their memory.
     BUDGET_BYTES = 160 * 2**20
 
-    def __init__(self, model: RecurrentClassifier) -> None:
+    def __init__(self, model: RecurrentClassifier, precision: Precision = "float32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"serving precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         rnn, c = model.recurrent, model.config
         self.lstm = c.kind == "lstm"
         self.hidden_dim = size = c.hidden_dim
@@ -243,7 +264,7 @@ class InputProjections:
             w_ih, w_hh = getattr(rnn, "weight_ih_l0" + suffix), getattr(rnn, "weight_hh_l0" + suffix)
             bias = getattr(rnn, "bias_ih_l0" + suffix) + getattr(rnn, "bias_hh_l0" + suffix)
             tables.append(torch.addmm(bias.detach(), weight, w_ih.detach().T)[:, order])
-            self.hidden_weights.append(w_hh.detach().T[:, order].contiguous())
+            self.hidden_weights.append(w_hh.detach().T[:, order].contiguous().to(self.dtype))
         # One table, the backward direction's rows after the forward ones.
         self.table = torch.cat(tables).contiguous()
 
@@ -265,20 +286,24 @@ class InputProjections:
         batch = rows // directions
         out = self.table.new_empty(width, directions, batch, size)
         gates = self.table.new_empty(directions, batch, self.table.shape[1])
-        h = self.table.new_zeros(directions, batch, size)
+        h = self.table.new_zeros(directions, batch, size, dtype=self.dtype)
         c = self.table.new_zeros(directions, batch, size)
         for t in range(width):
             # This step's input gates, gathered into a buffer that stays in cache.
             torch.index_select(self.table, 0, ids[t], out=gates.view(rows, -1))
             for d, hidden_weight in enumerate(self.hidden_weights):
-                gates[d].addmm_(h[d], hidden_weight)
+                if self.dtype == torch.float32:
+                    gates[d].addmm_(h[d], hidden_weight)
+                else:
+                    gates[d] += torch.mm(h[d], hidden_weight)
             if self.lstm:
                 act = torch.sigmoid(gates[..., : 3 * size])  # input, forget, output
                 cell = torch.tanh(gates[..., 3 * size :])
                 c = torch.addcmul(act[..., size : 2 * size] * c, act[..., :size], cell)
-                h = torch.mul(act[..., 2 * size :], torch.tanh(c), out=out[t])
+                torch.mul(act[..., 2 * size :], torch.tanh(c), out=out[t])
             else:
-                h = torch.tanh(gates, out=out[t])
+                torch.tanh(gates, out=out[t])
+            h = out[t] if self.dtype == torch.float32 else out[t].to(self.dtype)
         return out
 
 

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from tweetdomains.model import ModelConfig, RecurrentClassifier, model_from_bytes, model_to_bytes, pad_batch
+from tweetdomains.model import (
+    ModelConfig,
+    Precision,
+    RecurrentClassifier,
+    model_from_bytes,
+    model_to_bytes,
+    pad_batch,
+)
 from tweetdomains.registry import WEIGHTS, Registry, RegistryError
 from tweetdomains.text import Vocabulary
 
@@ -30,6 +37,9 @@ class Classifier:
     run_id: str = "unsaved"
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str | None = None
+    # Arithmetic of the served recurrence: "float32" (exact) or "bfloat16" (faster on CPUs
+    # with AMX or AVX-512 BF16; probabilities move by about 1e-3).
+    precision: Precision = "float32"
 
     def __post_init__(self) -> None:
         if len(self.labels) != self.model.config.num_labels:
@@ -38,7 +48,13 @@ class Classifier:
             )
         if self.thresholds.shape != (len(self.labels),):
             raise ValueError("one threshold per label is required")
-        self.model.prepare_for_serving()
+        self.model.prepare_for_serving(self.precision)
+
+    @property
+    def served_precision(self) -> Precision:
+        """The arithmetic actually served: ``precision`` where the model runs from its input
+        projections (one recurrent layer), float32 otherwise."""
+        return self.precision if self.model.projections is not None else "float32"
 
     @property
     def max_tokens(self) -> int:
@@ -85,7 +101,7 @@ class Classifier:
         return [[self.labels[j] for j in np.flatnonzero(row)] for row in chosen]
 
     @classmethod
-    def load(cls, registry: Registry, run_ref: str = "best") -> Classifier:
+    def load(cls, registry: Registry, run_ref: str = "best", precision: Precision = "float32") -> Classifier:
         """Load a published run by id or ``best``; :class:`RegistryError` if it is unusable."""
         run_id = registry.resolve(run_ref)
         manifest = registry.manifest(run_id)
@@ -107,7 +123,7 @@ class Classifier:
             raise RegistryError(
                 f"run {run_id!r}: vocabulary has {len(vocab)} tokens, model expects {config.vocab_size}"
             )
-        return cls(model, vocab, labels, thresholds, run_id, metrics, manifest.get("created_at"))
+        return cls(model, vocab, labels, thresholds, run_id, metrics, manifest.get("created_at"), precision)
 
 
 def run_artifacts(

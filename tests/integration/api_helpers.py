@@ -37,13 +37,20 @@ WORDS = [
 
 
 def publish_model(
-    store_uri: str, seed: int = 0, labels: list[str] | None = None, promote: bool = True
+    store_uri: str, seed: int = 0, labels: list[str] | None = None, promote: bool = True, layers: int = 2
 ) -> str:
     """A small random-weight LSTM published (and promoted) as a real run."""
     labels = labels or LABELS
     torch.manual_seed(seed)
     vocab = Vocabulary.build([WORDS, WORDS], min_count=1)
-    config = ModelConfig(vocab_size=len(vocab), num_labels=len(labels), embedding_dim=16, hidden_dim=16)
+    config = ModelConfig(
+        vocab_size=len(vocab),
+        num_labels=len(labels),
+        embedding_dim=16,
+        hidden_dim=16,
+        recurrent_layers=layers,
+        bidirectional=layers == 1,
+    )
     model = build_model(config)
     registry = Registry(open_store(store_uri))
     run_id = new_run_id(f"test{seed}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,6 +177,40 @@ def test_redis_cache_shared_and_invalidated_by_a_new_model(
     finally:
         a.stop()
         b.stop()
+
+
+def test_bfloat16_replica_answers_close_to_float32_and_keeps_its_own_cache(
+    store_uri: str, tmp_path: Path, redis_url: str
+) -> None:
+    publish_model(store_uri, seed=4, layers=1)  # one layer: served from input projections
+    env = {"TWEETDOMAINS_REDIS_URL": redis_url}
+    exact = ApiProcess(store_uri, env=env).start(tmp_path)
+    fast = ApiProcess(store_uri, env=env, args=["--precision", "bfloat16"]).start(tmp_path)
+    text = f"taylor swift album song {time.time_ns()}"
+    try:
+        assert httpx.get(exact.base + "/model").json()["precision"] == "float32"
+        assert httpx.get(fast.base + "/model").json()["precision"] == "bfloat16"
+        first = httpx.post(exact.base + "/classify", json={"text": text}).json()
+        time.sleep(0.2)  # the cache write happens after the answer
+        second = httpx.post(fast.base + "/classify", json={"text": text}).json()
+        assert second["cached"] is False, "a bfloat16 replica never serves float32 answers"
+        probs = {d["name"]: d["probability"] for d in first["domains"]}
+        assert all(abs(d["probability"] - probs[d["name"]]) < 5e-3 for d in second["domains"])
+        time.sleep(0.2)
+        assert httpx.post(fast.base + "/classify", json={"text": text}).json()["cached"] is True
+    finally:
+        exact.stop()
+        fast.stop()
+
+
+def test_an_unknown_precision_is_a_usage_error(store_uri: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tweetdomains", "serve", "--store", store_uri, "--precision", "float16"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "invalid choice: 'float16'" in result.stderr
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")

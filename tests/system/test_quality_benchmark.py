@@ -45,8 +45,14 @@ def test_dry_run_writes_the_table_and_prints_the_figures_line(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-2000:]
     assert LAST_LINE.fullmatch(done.stdout.strip().splitlines()[-1])
     table = (out / "quality.md").read_text(encoding="utf-8")
-    for row in ("LSTM (ours)", "RNN (ours)", "TF-IDF + LR", "LSTM (original recipe)"):
+    for row in (
+        "LSTM (ours)",
+        "LSTM (ours), bfloat16 serving",
+        "RNN (ours)",
+        "TF-IDF + LR",
+        "LSTM (original recipe)",
+    ):
         assert f"| {row} |" in table
     report = json.loads((out / "quality.json").read_text(encoding="utf-8"))
-    assert report["recipe"]["model"] == "lstm" and len(report["rows"]) == 4
+    assert report["recipe"]["model"] == "lstm" and len(report["rows"]) == 5
     assert (out / "quality.png").read_bytes()[:4] == b"\x89PNG"

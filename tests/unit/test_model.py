@@ -196,3 +196,27 @@ def test_serving_projections_stay_off_where_they_do_not_fit() -> None:
         vocab_size=2_000_000, num_labels=2, hidden_dim=64, recurrent_layers=1, bidirectional=True
     )
     assert not InputProjections.fits(huge)
+
+
+def test_bfloat16_serving_stays_close_and_independent_of_the_batch() -> None:
+    torch.manual_seed(2)
+    config = ModelConfig(
+        vocab_size=60, num_labels=5, embedding_dim=16, hidden_dim=32, recurrent_layers=1, bidirectional=True
+    )
+    model = build_model(config).eval()
+    rows = [[5, 9, 3], [7], [2, 8, 11, 30, 4, 6, 44, 51], [12, 13]]
+    ids, lengths = pad_batch(rows)
+    with torch.no_grad():
+        exact = torch.sigmoid(model(ids, lengths))
+        assert model.prepare_for_serving("bfloat16")
+        served = torch.sigmoid(model(ids, lengths))
+        alone = [torch.sigmoid(model(*pad_batch([row]))) for row in rows]
+    assert torch.allclose(served, exact, atol=5e-3) and not torch.equal(served, exact)
+    # Each tweet's answer is the same whatever else shares its batch.
+    assert torch.allclose(torch.cat(alone), served, atol=1e-6)
+
+
+def test_an_unknown_serving_precision_is_refused() -> None:
+    model = build_model(_config(recurrent_layers=1))
+    with pytest.raises(ValueError, match="float32, bfloat16"):
+        model.prepare_for_serving("float16")  # type: ignore[arg-type]

@@ -128,7 +128,7 @@ async def classify_texts(
             field = "text" if len(texts) == 1 else f"texts[{i}]"
             raise HTTPException(422, f"{field} is {len(text)} characters long; the limit is {limit}")
     metrics = services.metrics
-    keys = [cache_key(classifier.run_id, t) for t in texts]
+    keys = [cache_key(classifier.run_id, t, classifier.served_precision) for t in texts]
     try:
         cached = await services.cache.get_many(keys)
         metrics.redis_up.set(1)
@@ -208,7 +208,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.redis_retry_s,
         )
         batcher = MicroBatcher(settings.max_batch_size, settings.max_wait_ms / 1000, metrics)
-        holder = ModelHolder(settings.store, settings.run, settings.reload_interval_s, metrics)
+        holder = ModelHolder(
+            settings.store, settings.run, settings.reload_interval_s, metrics, settings.precision
+        )
         app.state.services = Services(settings, metrics, cache, holder, batcher, set())
         await batcher.start()
         await holder.start()
@@ -299,10 +301,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/model", tags=["model"])
     async def model_info(model: ModelDep) -> dict[str, Any]:
-        """The served model's run id, metrics and creation time."""
+        """The served model's run id, metrics, creation time and serving precision."""
         return {
             "run_id": model.run_id,
             "created_at": model.created_at,
+            "precision": model.served_precision,
             "labels": len(model.labels),
             "metrics": model.metrics,
         }

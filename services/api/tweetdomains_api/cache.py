@@ -25,10 +25,12 @@ from tweetdomains.text import normalize
 log = logging.getLogger(__name__)
 
 
-def cache_key(run_id: str, text: str) -> str:
-    """``td:<sha256(run id, normalized text)>``."""
+def cache_key(run_id: str, text: str, precision: str = "float32") -> str:
+    """``td:<sha256(run id, normalized text)>``; a bfloat16 replica's answers are kept apart
+    (``run id@bfloat16``), so replicas of either precision can share one Redis."""
+    model = run_id if precision == "float32" else f"{run_id}@{precision}"
     # surrogatepass: JSON can carry lone surrogates ("\\ud800"); they must hash, not raise.
-    digest = hashlib.sha256(f"{run_id}\0{normalize(text)}".encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(f"{model}\0{normalize(text)}".encode("utf-8", "surrogatepass")).hexdigest()
     return f"td:{digest}"
 
 

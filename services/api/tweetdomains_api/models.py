@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from tweetdomains.model import Precision, native_bfloat16
 from tweetdomains.predict import Classifier
 from tweetdomains.registry import Registry, RegistryError
 from tweetdomains.store import StoreError, open_store
@@ -61,9 +62,21 @@ def settle_heap() -> None:
 class ModelHolder:
     """Owns the current :class:`Classifier` and the reload loop."""
 
-    def __init__(self, store_uri: str, run: str, reload_interval_s: float, metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        store_uri: str,
+        run: str,
+        reload_interval_s: float,
+        metrics: ApiMetrics,
+        precision: Precision = "float32",
+    ) -> None:
         self.registry = Registry(open_store(store_uri))
         self.run = run
+        self.precision: Precision = precision
+        if precision != "float32" and not native_bfloat16():
+            log.warning(
+                "precision %s: this CPU has no native bfloat16 products; serving is slower", precision
+            )
         self.reload_interval_s = reload_interval_s
         self.metrics = metrics
         self.current: Classifier | None = None
@@ -79,7 +92,14 @@ class ModelHolder:
 
     def _load(self, run_id: str) -> Classifier:
         started = time.perf_counter()
-        classifier = Classifier.load(self.registry, run_id)
+        classifier = Classifier.load(self.registry, run_id, self.precision)
+        if classifier.served_precision != self.precision:
+            log.warning(
+                "run %s: %s applies to one-layer models; this one is served in %s",
+                run_id,
+                self.precision,
+                classifier.served_precision,
+            )
         validate(classifier)
         self.metrics.model_load_seconds.set(time.perf_counter() - started)
         return classifier

@@ -743,16 +743,13 @@ def train(
 
 
 def _pretrained_encoder(options: TrainOptions, store: ObjectStore) -> Any:
-    from tweetdomains_trainer.pretrain import load_pretrained
+    from tweetdomains_trainer.pretrain import MATCHING_FIELDS, load_pretrained
 
     encoder = load_pretrained(store, options.init_from or "latest")
-    shape = {
-        "kind": options.model,
-        "embedding_dim": options.embedding_dim,
-        "hidden_dim": options.hidden_dim,
-        "recurrent_layers": options.recurrent_layers,
-        "bidirectional": options.bidirectional,
-    }
+    # Checked before the data is encoded, so a mismatch costs no encoding pass; the options
+    # call the config's "kind" "model", and the vocabulary is the encoder's own.
+    option_name = {"kind": "model"}
+    shape = {f: getattr(options, option_name.get(f, f)) for f in MATCHING_FIELDS if f != "vocab_size"}
     differing = [f"{k} {encoder.config[k]!r} (not {v!r})" for k, v in shape.items() if encoder.config[k] != v]
     if differing:
         raise ValueError(
