@@ -23,7 +23,7 @@ ModelKind = Literal["lstm", "rnn"]
 Pooling = Literal["last", "max", "mean_max"]
 # Serving arithmetic of the recurrent products: exact float32, or bfloat16 (see InputProjections).
 Precision = Literal["float32", "bfloat16"]
-PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
+DTYPES: dict[Precision, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -112,6 +112,8 @@ class RecurrentClassifier(nn.Module):
         speed (see :class:`InputProjections`). Call again after changing the weights;
         ``train()`` mode never uses the tables. Returns whether the tables are in use.
         """
+        if precision not in DTYPES:  # refused for every model, whether its tables fit or not
+            raise ValueError(f"serving precision must be one of {', '.join(DTYPES)}, not {precision!r}")
         self.eval()
         fits = InputProjections.fits(self.config)
         self.projections = InputProjections(self, precision) if fits else None
@@ -246,9 +248,7 @@ class InputProjections:
     BUDGET_BYTES = 160 * 2**20
 
     def __init__(self, model: RecurrentClassifier, precision: Precision = "float32") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"serving precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        self.dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+        self.dtype = DTYPES[precision]
         rnn, c = model.recurrent, model.config
         self.lstm = c.kind == "lstm"
         self.hidden_dim = size = c.hidden_dim
@@ -282,8 +282,7 @@ class InputProjections:
             reverse = reversed_positions(lengths, token_ids.shape[1]).to(token_ids.device)
             ids = torch.cat([ids, token_ids.gather(1, reverse).T + self.vocab_size], dim=1)
         width, rows = ids.shape  # rows: the batch once per direction
-        directions, size = len(self.hidden_weights), self.hidden_dim
-        batch = rows // directions
+        directions, size, batch = len(self.hidden_weights), self.hidden_dim, token_ids.shape[0]
         out = self.table.new_empty(width, directions, batch, size)
         gates = self.table.new_empty(directions, batch, self.table.shape[1])
         h = self.table.new_zeros(directions, batch, size, dtype=self.dtype)

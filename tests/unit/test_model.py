@@ -217,6 +217,7 @@ def test_bfloat16_serving_stays_close_and_independent_of_the_batch() -> None:
 
 
 def test_an_unknown_serving_precision_is_refused() -> None:
-    model = build_model(_config(recurrent_layers=1))
-    with pytest.raises(ValueError, match="float32, bfloat16"):
-        model.prepare_for_serving("float16")  # type: ignore[arg-type]
+    for layers in (1, 2):  # with serving tables or without
+        model = build_model(_config(recurrent_layers=layers))
+        with pytest.raises(ValueError, match="float32, bfloat16"):
+            model.prepare_for_serving("float16")  # type: ignore[arg-type]
