@@ -148,7 +148,7 @@ class FastTextPeer:
         return self._size
 
 
-def minilm_encoder(threads: int | None = None) -> Any:
+def minilm_encoder() -> Any:
     """The all-MiniLM-L6-v2 ``SentenceTransformer``, loaded offline from the wheel."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer

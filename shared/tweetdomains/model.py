@@ -128,12 +128,15 @@ class RecurrentClassifier(nn.Module):
         """
         lengths_cpu = lengths.cpu()
         if self.projections is not None and not self.training:
-            steps = self.projections.steps(token_ids, lengths_cpu)
-        else:
-            outputs = self.recurrent_outputs(self.embedding(token_ids), lengths_cpu)
-            batch, width, _ = outputs.shape
-            directions = 2 if self.config.bidirectional else 1
-            steps = outputs.view(batch, width, directions, -1).permute(1, 2, 0, 3)
+            # Longest tweet first, so each step runs on a leading slice of the batch.
+            order = torch.argsort(lengths_cpu, descending=True, stable=True)
+            ids = token_ids[order.to(token_ids.device)]
+            pooled = self.projections.pooled(ids, lengths_cpu[order], self.config.pooling)
+            return pooled[torch.argsort(order).to(pooled.device)]
+        outputs = self.recurrent_outputs(self.embedding(token_ids), lengths_cpu)
+        batch, width, _ = outputs.shape
+        directions = 2 if self.config.bidirectional else 1
+        steps = outputs.view(batch, width, directions, -1).permute(1, 2, 0, 3)
         return pool_steps(steps, lengths_cpu.to(steps.device), self.config.pooling)
 
     def recurrent_outputs(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -202,19 +205,39 @@ def pool_steps(steps: torch.Tensor, lengths: torch.Tensor, pooling: Pooling) -> 
 
     ``steps`` is ``[time, directions, batch, hidden]``, each direction in its reading order
     (see :meth:`RecurrentClassifier.recurrent_outputs`), so a tweet's valid steps are
-    ``s < L`` and its final states sit at ``L - 1`` in every direction. Features list the
-    forward direction first, as ``nn.LSTM`` concatenates them.
+    ``s < L`` and its final states sit at ``L - 1`` in every direction.
     """
-    width, directions, batch, hidden = steps.shape
+    width, _, batch, _ = steps.shape
     if pooling == "last":
         final = steps[lengths - 1, :, torch.arange(batch, device=steps.device)]  # [batch, dirs, hidden]
-        return final.reshape(batch, directions * hidden)
+        return pooled_features(pooling, lengths, final=final.transpose(0, 1))
     valid = (torch.arange(width, device=steps.device)[:, None] < lengths[None, :])[:, None, :, None]
-    maxed = steps.masked_fill(~valid, float("-inf")).amax(dim=0).transpose(0, 1).reshape(batch, -1)
+    peak = steps.masked_fill(~valid, float("-inf")).amax(dim=0)
+    total = (steps * valid).sum(dim=0) if pooling == "mean_max" else None
+    return pooled_features(pooling, lengths, total=total, peak=peak)
+
+
+def pooled_features(
+    pooling: Pooling,
+    lengths: torch.Tensor,
+    final: torch.Tensor | None = None,
+    total: torch.Tensor | None = None,
+    peak: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The classifier's features from per-direction pools, each ``[directions, batch, hidden]``:
+    the ``final`` states, or the ``total`` and ``peak`` of each tweet's steps. Features list
+    the forward direction first, as ``nn.LSTM`` concatenates them."""
+
+    def flat(pool: torch.Tensor | None) -> torch.Tensor:
+        assert pool is not None, f"{pooling} pooling needs this pool"
+        return pool.transpose(0, 1).reshape(pool.shape[1], -1)
+
+    if pooling == "last":
+        return flat(final)
     if pooling == "max":
-        return maxed
-    summed = (steps * valid).sum(dim=0).transpose(0, 1).reshape(batch, -1)
-    return torch.cat([summed / lengths[:, None].to(steps.dtype), maxed], dim=1)
+        return flat(peak)
+    summed = flat(total)
+    return torch.cat([summed / lengths[:, None].to(summed.dtype), flat(peak)], dim=1)
 
 
 def reversed_positions(lengths: torch.Tensor, width: int) -> torch.Tensor:
@@ -275,35 +298,56 @@ class InputProjections:
         size = config.vocab_size * gates * directions * 4
         return config.recurrent_layers == 1 and size <= cls.BUDGET_BYTES
 
-    def steps(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """What ``recurrent_outputs`` gives for these tokens, as ``[time, dirs, batch, hidden]``."""
-        ids = token_ids.T.contiguous()
+    def pooled(self, token_ids: torch.Tensor, lengths: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+        """What ``pool_steps(recurrent_outputs(...))`` gives for these tokens: ``[batch, features]``.
+
+        ``lengths`` must not increase along the batch (longest tweet first): step ``t`` then
+        runs only on the leading rows whose tweets are longer than ``t``, as a packed sequence
+        would, and never computes a padded step. Pools are kept as the steps go (a running
+        sum and maximum, or each tweet's state at its last step), so no step's output is stored.
+        """
+        if bool((lengths[1:] > lengths[:-1]).any()):
+            raise ValueError("pooled() needs the batch sorted by length, longest first")
+        batch, width = token_ids.shape
+        ids = token_ids.T.contiguous()[:, None, :]  # [time, directions, batch]
         if len(self.hidden_weights) == 2:
-            reverse = reversed_positions(lengths, token_ids.shape[1]).to(token_ids.device)
-            ids = torch.cat([ids, token_ids.gather(1, reverse).T + self.vocab_size], dim=1)
-        width, rows = ids.shape  # rows: the batch once per direction
-        directions, size, batch = len(self.hidden_weights), self.hidden_dim, token_ids.shape[0]
-        out = self.table.new_empty(width, directions, batch, size)
-        gates = self.table.new_empty(directions, batch, self.table.shape[1])
-        h = self.table.new_zeros(directions, batch, size, dtype=self.dtype)
-        c = self.table.new_zeros(directions, batch, size)
-        for t in range(width):
+            reverse = reversed_positions(lengths, width).to(token_ids.device)
+            backward = token_ids.gather(1, reverse).T[:, None, :] + self.vocab_size
+            ids = torch.cat([ids, backward], dim=1)
+        # Rows still reading at each step: a prefix of the batch that shrinks.
+        active = (lengths[None, :] > torch.arange(width)[:, None]).sum(dim=1).tolist()
+        directions, size, columns = len(self.hidden_weights), self.hidden_dim, self.table.shape[1]
+        shape = (directions, batch, size)
+        final = self.table.new_empty(shape) if pooling == "last" else None
+        total = self.table.new_zeros(shape) if pooling == "mean_max" else None
+        peak = self.table.new_full(shape, float("-inf")) if pooling != "last" else None
+        gate_buffer = self.table.new_empty(directions * batch * columns)
+        h = self.table.new_zeros(shape, dtype=self.dtype)
+        c = self.table.new_zeros(shape)
+        for t, rows in enumerate(active):
             # This step's input gates, gathered into a buffer that stays in cache.
-            torch.index_select(self.table, 0, ids[t], out=gates.view(rows, -1))
+            gates = gate_buffer[: directions * rows * columns].view(directions, rows, columns)
+            torch.index_select(self.table, 0, ids[t, :, :rows].reshape(-1), out=gates.view(-1, columns))
             for d, hidden_weight in enumerate(self.hidden_weights):
                 if self.dtype == torch.float32:
-                    gates[d].addmm_(h[d], hidden_weight)
-                else:
-                    gates[d] += torch.mm(h[d], hidden_weight)
+                    gates[d].addmm_(h[d, :rows], hidden_weight)
+                else:  # a bfloat16 product, widened before the float32 sum (a mixed add is slow)
+                    gates[d] += torch.mm(h[d, :rows], hidden_weight).float()
             if self.lstm:
                 act = torch.sigmoid(gates[..., : 3 * size])  # input, forget, output
                 cell = torch.tanh(gates[..., 3 * size :])
-                c = torch.addcmul(act[..., size : 2 * size] * c, act[..., :size], cell)
-                torch.mul(act[..., 2 * size :], torch.tanh(c), out=out[t])
+                c = torch.addcmul(act[..., size : 2 * size] * c[:, :rows], act[..., :size], cell)
+                state = act[..., 2 * size :] * torch.tanh(c)
             else:
-                torch.tanh(gates, out=out[t])
-            h = out[t] if self.dtype == torch.float32 else out[t].to(self.dtype)
-        return out
+                state = torch.tanh(gates)
+            if final is not None:  # a row's last write is its state at step L-1
+                final[:, :rows] = state
+            if total is not None:
+                total[:, :rows] += state
+            if peak is not None:
+                torch.maximum(peak[:, :rows], state, out=peak[:, :rows])
+            h = state if self.dtype == torch.float32 else state.to(self.dtype)
+        return pooled_features(pooling, lengths.to(self.table.device), final=final, total=total, peak=peak)
 
 
 class LSTMClassifier(RecurrentClassifier):

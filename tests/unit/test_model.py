@@ -169,6 +169,19 @@ def test_serving_projections_give_the_models_own_logits(kind: str, bidirectional
     assert torch.allclose(fast, plain, atol=1e-6)
 
 
+def test_serving_projections_take_the_batch_longest_first() -> None:
+    model = build_model(ModelConfig(vocab_size=40, num_labels=3, hidden_dim=5, recurrent_layers=1)).eval()
+    assert model.prepare_for_serving() and model.projections is not None
+    ids, lengths = pad_batch([[5, 9], [7, 8, 11, 30]])
+    with pytest.raises(ValueError, match="longest first"):
+        model.projections.pooled(ids, lengths, "mean_max")
+    # The model itself sorts the batch, and answers in the caller's order.
+    with torch.no_grad():
+        both = model(ids, lengths)
+        assert torch.allclose(both[0], model(*pad_batch([[5, 9]]))[0], atol=1e-6)
+        assert torch.allclose(both[1], model(*pad_batch([[7, 8, 11, 30]]))[0], atol=1e-6)
+
+
 def test_training_mode_never_reads_the_serving_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     model = build_model(
         ModelConfig(vocab_size=40, num_labels=2, embedding_dim=8, hidden_dim=4, recurrent_layers=1)
@@ -178,7 +191,7 @@ def test_training_mode_never_reads_the_serving_tables(monkeypatch: pytest.Monkey
     def stale(*_: object) -> torch.Tensor:
         raise AssertionError("tables read in training mode")
 
-    monkeypatch.setattr(model.projections, "steps", stale)
+    monkeypatch.setattr(model.projections, "pooled", stale)
     ids, lengths = pad_batch([[5, 9, 3], [7]])
     model.train()
     assert model(ids, lengths).shape == (2, 2)  # the weights being trained, not the tables
