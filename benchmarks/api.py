@@ -77,7 +77,8 @@ def publish_benchmark_model(store_uri: str) -> str:
     from tweetdomains.predict import run_artifacts
     from tweetdomains.registry import Registry, new_run_id
     from tweetdomains.store import open_store
-    from tweetdomains.text import Vocabulary, normalize, tokenize
+    from tweetdomains.text import normalize, tokenize
+    from tweetdomains.vocab import Vocabulary
 
     torch.manual_seed(0)
     words = [tokenize(normalize(t)) for t in _texts(2000)]

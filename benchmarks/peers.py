@@ -153,7 +153,7 @@ def minilm_encoder() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from tweetdomains.pretrained import minilm_dir
+    from tweetdomains.minilm import minilm_dir
 
     return SentenceTransformer(str(minilm_dir()), device="cpu")
 
@@ -192,7 +192,7 @@ class MiniLMPeer:
         return _ovr_proba(self._classifier, self._keep, self.encode(texts), len(texts))
 
     def size_bytes(self) -> int:
-        from tweetdomains.pretrained import minilm_dir
+        from tweetdomains.minilm import minilm_dir
 
         weights = minilm_dir() / "model.safetensors"
         return weights.stat().st_size + len(pickle.dumps(self._classifier))

@@ -38,7 +38,6 @@ import argparse
 import copy
 import itertools
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -59,6 +58,7 @@ from peers import FastTextPeer, MiniLMPeer, Peer, TfidfPeer
 from tweetdomains.dataset import split_of
 from tweetdomains.metrics import binarize, score, tune_thresholds
 from tweetdomains.predict import Classifier, run_artifacts
+from tweetdomains.settings import data_dir
 from tweetdomains.text import content_hash
 from tweetdomains_trainer.recipes import RECIPES
 from tweetdomains_trainer.train import TrainOptions, train
@@ -98,11 +98,6 @@ class Row:
     def spread(self, field: str) -> float:
         values = getattr(self, field)
         return float(statistics.pstdev(values)) if len(values) > 1 else 0.0
-
-
-def data_dir() -> Path:
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("TWEETDOMAINS_DATA_DIR", default))
 
 
 def read_split(path: Path, label_field: str = "domains") -> Split:

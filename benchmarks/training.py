@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,17 +31,14 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from tweetdomains.model import ModelConfig, build_model
-from tweetdomains.text import Vocabulary, normalize, tokenize
+from tweetdomains.settings import data_dir
+from tweetdomains.text import normalize, tokenize
+from tweetdomains.vocab import Vocabulary
 from tweetdomains_trainer.data import encode_split, train_batches
 from tweetdomains_trainer.train import make_optimizer, train_step
 
 EMBEDDING, HIDDEN, LAYERS, DROPOUT, LR = 200, 100, 2, 0.3, 0.01
 ORIGINAL_LENGTH = 256
-
-
-def data_dir() -> Path:
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("TWEETDOMAINS_DATA_DIR", default))
 
 
 def load(path: Path) -> tuple[list[str], list[list[str]]]:

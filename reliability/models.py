@@ -16,7 +16,8 @@ from tweetdomains.predict import run_artifacts
 from tweetdomains.registry import WEIGHTS, Registry
 from tweetdomains.simulate import generate
 from tweetdomains.store import ObjectStore
-from tweetdomains.text import Vocabulary, normalize, tokenize
+from tweetdomains.text import normalize, tokenize
+from tweetdomains.vocab import Vocabulary
 
 LABELS = ["Brand", "Musician", "Person", "Sport", "Sports Team", "TV Shows", "Video Game"]
 METRIC = "val_micro_f1"

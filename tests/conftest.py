@@ -18,12 +18,9 @@ from typing import Any
 
 import pytest
 
+from tweetdomains.settings import data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_dir() -> Path:
-    """``TWEETDOMAINS_DATA_DIR`` or ``../shared/data`` beside the project."""
-    return Path(os.environ.get("TWEETDOMAINS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 
 
 def require_data(relative: str = "") -> Path:

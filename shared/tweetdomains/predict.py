@@ -23,7 +23,7 @@ from tweetdomains.model import (
     pad_batch,
 )
 from tweetdomains.registry import WEIGHTS, Registry, RegistryError
-from tweetdomains.text import Vocabulary
+from tweetdomains.vocab import Vocabulary
 
 
 @dataclass

@@ -4,6 +4,7 @@ and exposes one cached ``get_settings()``; nothing is read from the environment 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import field_validator
@@ -12,9 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_STORE = "var/store"
 
 
-def default_data_dir() -> Path:
-    """``../shared/data`` beside the project root (the real tweets given to the project)."""
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+def data_dir() -> Path:
+    """Where tests and benchmarks find the real tweets: ``TWEETDOMAINS_DATA_DIR``, else
+    ``../shared/data`` beside the project's checkout. Read when called, never at import."""
+    configured = os.environ.get("TWEETDOMAINS_DATA_DIR", "").strip()
+    if configured:
+        return Path(configured).resolve()
+    return (Path(__file__).resolve().parents[3] / "shared" / "data").resolve()
 
 
 class CommonSettings(BaseSettings):

@@ -17,7 +17,7 @@ from tweetdomains.model import ModelConfig, build_model
 from tweetdomains.predict import run_artifacts
 from tweetdomains.registry import Registry, new_run_id
 from tweetdomains.store import open_store
-from tweetdomains.text import Vocabulary
+from tweetdomains.vocab import Vocabulary
 
 LABELS = ["Brand", "Musician", "Person", "Sport", "Sports Team"]
 WORDS = [

@@ -12,7 +12,7 @@ import torch
 from tests.integration.api_helpers import LABELS, WORDS
 from tweetdomains.model import ModelConfig, build_model
 from tweetdomains.predict import Classifier
-from tweetdomains.text import Vocabulary
+from tweetdomains.vocab import Vocabulary
 from tweetdomains_api.batcher import MicroBatcher
 from tweetdomains_api.metrics import ApiMetrics
 

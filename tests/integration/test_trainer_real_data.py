@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_data
-from tweetdomains.cli import main as cli_main
 from tweetdomains.registry import Registry
 from tweetdomains.store import LocalStore
+from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer.evaluate import evaluate
 from tweetdomains_trainer.train import TrainOptions, train
 

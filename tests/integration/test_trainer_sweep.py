@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tweetdomains.cli import main as cli_main
 from tweetdomains.registry import Registry
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
+from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer.sweep import load_grid
 
 GRID = """

@@ -278,7 +278,7 @@ def test_compose_images_are_the_services_dockerfiles() -> None:
 
 def parse_command(argv: list[str]) -> Any:
     """Parse ``tweetdomains ARGV`` with the real parser; a bad flag fails the test."""
-    from tweetdomains.cli import build_parser
+    from tweetdomains_cli.main import build_parser
 
     try:
         return build_parser().parse_args(argv)

@@ -57,7 +57,7 @@ def test_collector_install_set_has_no_torch() -> None:
 def test_collector_runs_without_importing_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from tweetdomains.cli import main\n"
+        "from tweetdomains_cli.main import main\n"
         f"code = main(['collect', '--source', 'simulate:1', '--limit', '50', '--store', {str(tmp_path)!r},"
         f" '--spool-dir', {str(tmp_path / 'spool')!r}])\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')]\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tweetdomains.cli import main
+from tweetdomains_cli.main import main
 from tweetdomains_collector.cli import byte_size
 from tweetdomains_collector.settings import Settings
 from tweetdomains_collector.sources import Backoff

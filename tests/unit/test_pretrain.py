@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from tweetdomains import codecs
-from tweetdomains.cli import main as cli_main
 from tweetdomains.model import ModelConfig, build_model
-from tweetdomains.pretrained import WordpieceVocabulary
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
+from tweetdomains.vocab import WordpieceVocabulary
+from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer.pretrain import (
     ENCODER,
     LATEST_KEY,

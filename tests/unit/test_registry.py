@@ -13,7 +13,7 @@ from tweetdomains.model import ModelConfig, build_model
 from tweetdomains.predict import Classifier, run_artifacts
 from tweetdomains.registry import Registry, RegistryError, new_run_id
 from tweetdomains.store import LocalStore
-from tweetdomains.text import Vocabulary
+from tweetdomains.vocab import Vocabulary
 
 LABELS = ["Musician", "Person", "Sport"]
 

@@ -12,17 +12,17 @@ import pytest
 import torch
 
 from tweetdomains import codecs
-from tweetdomains.cli import build_parser
-from tweetdomains.cli import main as cli_main
 from tweetdomains.dataset import split_of
 from tweetdomains.model import build_model
 from tweetdomains.predict import Classifier
-from tweetdomains.pretrained import WordpieceVocabulary
 from tweetdomains.records import Record
 from tweetdomains.registry import Registry
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
-from tweetdomains.text import Vocabulary, content_hash
+from tweetdomains.text import content_hash
+from tweetdomains.vocab import Vocabulary, WordpieceVocabulary
+from tweetdomains_cli.main import build_parser
+from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer import train as train_module
 from tweetdomains_trainer.cli import option_overrides
 from tweetdomains_trainer.data import (

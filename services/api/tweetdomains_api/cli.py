@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from tweetdomains.cli import UsageError
+    from tweetdomains.errors import UsageError
     from tweetdomains.logs import setup_logging
     from tweetdomains_api.app import serve
     from tweetdomains_api.settings import Settings

@@ -97,7 +97,7 @@ _OVERRIDES = (
 def _settings(args: argparse.Namespace, names: tuple[str, ...]) -> Any:
     from pydantic import ValidationError
 
-    from tweetdomains.cli import UsageError
+    from tweetdomains.errors import UsageError
     from tweetdomains_collector.settings import Settings
 
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

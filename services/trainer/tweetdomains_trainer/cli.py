@@ -253,7 +253,7 @@ def option_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _options(args: argparse.Namespace, store: str, extra: dict[str, Any] | None = None) -> Any:
-    from tweetdomains.cli import UsageError
+    from tweetdomains.errors import UsageError
     from tweetdomains_trainer.train import TrainOptions
 
     try:
@@ -283,7 +283,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from tweetdomains.cli import UsageError
+    from tweetdomains.errors import UsageError
     from tweetdomains_trainer.sweep import load_grid, sweep
 
     store = _setup(args)
@@ -301,7 +301,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 def run_pretrain(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from tweetdomains.cli import UsageError
+    from tweetdomains.errors import UsageError
     from tweetdomains_trainer.pretrain import PretrainOptions, pretrain
 
     store = _setup(args)

@@ -27,7 +27,8 @@ from tweetdomains.dataset import Dataset, build_dataset, file_records, store_rec
 from tweetdomains.metrics import binarize
 from tweetdomains.records import Record
 from tweetdomains.store import ObjectNotFound, ObjectStore
-from tweetdomains.text import UNK_ID, Vocabulary, normalize, tokenize
+from tweetdomains.text import normalize, tokenize
+from tweetdomains.vocab import UNK_ID, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def build_vocab(
         return Vocabulary.build(train_tokens, min_count=min_count, max_size=max_vocab)
     if kind != "wordpiece":
         raise ValueError(f"unknown vocabulary kind {kind!r}: word or wordpiece")
-    from tweetdomains.pretrained import PretrainedError, build_wordpiece_vocab
+    from tweetdomains.minilm import PretrainedError, build_wordpiece_vocab
 
     try:
         return build_wordpiece_vocab(train_tokens, min_count=min_count)

@@ -45,7 +45,8 @@ from tweetdomains.dataset import split_of, store_records
 from tweetdomains.model import ModelConfig, RecurrentClassifier, build_model
 from tweetdomains.registry import MANIFEST, Registry, RegistryError, new_run_id
 from tweetdomains.store import ObjectNotFound, ObjectStore, open_store
-from tweetdomains.text import Vocabulary, content_hash, normalize, tokenize
+from tweetdomains.text import content_hash, normalize, tokenize
+from tweetdomains.vocab import Vocabulary
 from tweetdomains_trainer.data import EncodedSplit, build_vocab, encode_split, eval_batches, train_batches
 from tweetdomains_trainer.train import (
     autocast,
@@ -454,7 +455,7 @@ def pretrain(options: PretrainOptions, store: ObjectStore | None = None) -> Pret
     classifier = build_model(options.model_config(len(vocab)))
     copied = 0
     if options.init_embeddings == "minilm":
-        from tweetdomains.pretrained import PretrainedError, init_embeddings_from_minilm
+        from tweetdomains.minilm import PretrainedError, init_embeddings_from_minilm
 
         try:
             copied = init_embeddings_from_minilm(classifier, vocab)

@@ -32,7 +32,7 @@ from tweetdomains.model import ModelConfig, RecurrentClassifier, bce_loss, build
 from tweetdomains.predict import run_artifacts
 from tweetdomains.registry import Registry, new_run_id
 from tweetdomains.store import ObjectNotFound, ObjectStore, open_store
-from tweetdomains.text import Vocabulary
+from tweetdomains.vocab import Vocabulary
 from tweetdomains_trainer import checkpoint as ckpt
 from tweetdomains_trainer import reports
 from tweetdomains_trainer.data import (
@@ -461,7 +461,7 @@ def init_embeddings(model: RecurrentClassifier, options: TrainOptions, encoded: 
     """Apply ``--init-embeddings``; returns the rows copied. ValueError when MiniLM is missing."""
     if options.init_embeddings == "none":
         return 0
-    from tweetdomains.pretrained import PretrainedError, init_embeddings_from_minilm
+    from tweetdomains.minilm import PretrainedError, init_embeddings_from_minilm
 
     try:
         return init_embeddings_from_minilm(model, encoded.vocab)

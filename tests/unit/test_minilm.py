@@ -1,8 +1,9 @@
-"""MiniLM wordpieces and embedding initialisation: a tiny fake MiniLM directory, the real one if installed."""
+"""MiniLM's tokenizer and embedding initialisation: a tiny fake MiniLM folder, the real one if installed."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +11,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tweetdomains.model import ModelConfig, build_model
-from tweetdomains.predict import Classifier
-from tweetdomains.pretrained import (
+from tweetdomains.minilm import (
     PretrainedError,
-    WordpieceVocabulary,
-    basic_split,
     build_wordpiece_vocab,
     init_embeddings_from_minilm,
+    wordpiece_settings,
 )
-from tweetdomains.text import PAD, UNK, UNK_ID, Vocabulary, normalize, tokenize
+from tweetdomains.model import ModelConfig, build_model
+from tweetdomains.predict import Classifier
+from tweetdomains.text import normalize, tokenize
+from tweetdomains.vocab import PAD, UNK, UNK_ID, WORDPIECE_SETTINGS, Vocabulary, WordpieceVocabulary
 
 PIECES = [
     "[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
@@ -29,20 +30,48 @@ PIECES = [
 ]  # fmt: skip
 
 
+def _tokenizer_json(pieces: list[str]) -> dict[str, object]:
+    """A tokenizer.json laid out as MiniLM's (BERT uncased), with the given pieces."""
+    return {
+        "version": "1.0",
+        "truncation": {"max_length": 128, "strategy": "LongestFirst", "stride": 0},
+        "padding": None,
+        "added_tokens": [],
+        "normalizer": WORDPIECE_SETTINGS["normalizer"],
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": None,
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+        "model": {
+            "type": "WordPiece",
+            "unk_token": "[UNK]",
+            "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100,
+            "vocab": {piece: i for i, piece in enumerate(pieces)},
+        },
+    }
+
+
 @pytest.fixture()
 def fake_minilm(tmp_path: Path) -> Path:
-    (tmp_path / "vocab.txt").write_text("\n".join(PIECES) + "\n", encoding="utf-8")
+    (tmp_path / "tokenizer.json").write_text(json.dumps(_tokenizer_json(PIECES)), encoding="utf-8")
     generator = torch.Generator().manual_seed(0)
     weights = torch.randn(len(PIECES), 8, generator=generator) * 0.05
     save_file({"embeddings.word_embeddings.weight": weights}, str(tmp_path / "model.safetensors"))
     return tmp_path
 
 
-def test_basic_split_separates_punctuation_accents_and_symbols() -> None:
-    assert basic_split("covid-19") == ["covid", "-", "19"]
-    assert basic_split("café") == ["cafe"]
-    assert basic_split("fire🔥") == ["fire", "🔥"]
-    assert basic_split("u.s") == ["u", ".", "s"]
+def test_pre_tokenization_separates_punctuation_accents_and_symbols(fake_minilm: Path) -> None:
+    vocab = build_wordpiece_vocab(minilm_path=fake_minilm)
+    assert vocab.pieces("covid-19") == ["covid", "-", "19"]
+    assert vocab.pieces("Café") == ["cafe"]
+    assert vocab.pieces("fire🔥") == ["fire", "🔥"]
+    assert vocab.pieces("u.s") == ["u", "<UNK>", "s"]  # no "." piece in the fake table
+
+
+def test_settings_are_minilms_own(fake_minilm: Path) -> None:
+    settings = wordpiece_settings(fake_minilm)
+    assert settings == WORDPIECE_SETTINGS
+    assert json.loads(build_wordpiece_vocab(minilm_path=fake_minilm).to_json())["tokenizer"] == settings
 
 
 def test_greedy_longest_match_and_unknown_words(fake_minilm: Path) -> None:
@@ -117,7 +146,10 @@ def test_init_embeddings_rejects_mismatches(fake_minilm: Path, tmp_path: Path) -
         init_embeddings_from_minilm(model, vocab, minilm_path=fake_minilm)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(PretrainedError, match=r"vocab\.txt"):
+    with pytest.raises(PretrainedError, match=r"tokenizer\.json"):
+        build_wordpiece_vocab(minilm_path=empty)
+    (empty / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {}}}', encoding="utf-8")
+    with pytest.raises(PretrainedError, match="not a WordPiece"):
         build_wordpiece_vocab(minilm_path=empty)
 
 
@@ -139,5 +171,7 @@ def test_real_minilm_vocabulary_and_embeddings() -> None:
     vocab = build_wordpiece_vocab()
     assert 29_000 < len(vocab) < 30_522
     assert vocab.pieces("Football tonight! #COVID19") == ["football", "tonight", "co", "##vid", "##19"]
+    # The settings a run stores, and a vocab.json without them gets, are MiniLM's own.
+    assert wordpiece_settings() == WORDPIECE_SETTINGS
     model = build_model(ModelConfig(vocab_size=len(vocab), num_labels=2, embedding_dim=384, hidden_dim=4))
     assert init_embeddings_from_minilm(model, vocab) == len(vocab) - 1

@@ -1,9 +1,7 @@
 """``tweetdomains demo``: the whole pipeline on embedded defaults, as a new user first sees it.
 
-It runs the three services' own commands one after the other, as child processes, exactly as
-an operator would: ``collect`` fills a local store (synthetic stream by default, or ``replay:``
-real files), ``train`` trains an LSTM on CPU and promotes it, ``serve`` answers on port 8000.
-This module imports no service code: it only starts the ``tweetdomains`` commands.
+It runs the services' own commands one after the other, as child processes, exactly as an
+operator would. It imports no service code: it only starts ``tweetdomains`` commands.
 """
 
 from __future__ import annotations
@@ -14,14 +12,26 @@ import subprocess
 import sys
 from typing import Any
 
+from tweetdomains.errors import UsageError
+
 DEFAULT_SOURCE = "simulate:7"
+
+# Plain text: argparse prints it as it stands.
+DESCRIPTION = """\
+The whole pipeline on embedded defaults, as a new user first sees it.
+
+It runs the services' own commands one after the other, as child processes, exactly as
+an operator would: 'collect' fills a local store (synthetic stream by default, or replay:
+real files), 'train' trains an LSTM on CPU and promotes it, 'serve' answers on port 8000.
+"""
 
 
 def register(subparsers: Any) -> None:
+    """Add ``tweetdomains demo``."""
     parser = subparsers.add_parser(
         "demo",
         help="collect, train and serve on embedded defaults (local store, in-process cache)",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--source", default=DEFAULT_SOURCE, help="collector source (default %(default)s)")
@@ -34,16 +44,19 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run_demo)
 
 
+def _command(argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "tweetdomains_cli", *argv]
+
+
 def _run(step: str, argv: list[str]) -> None:
     print(f"\n== {step}: tweetdomains {' '.join(argv)}", flush=True)
-    result = subprocess.run([sys.executable, "-m", "tweetdomains", *argv], check=False)
+    result = subprocess.run(_command(argv), check=False)
     if result.returncode != 0:
-        from tweetdomains.cli import UsageError
-
         raise UsageError(f"step '{step}' failed with exit code {result.returncode}")
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """Collect, train, then serve until Ctrl-C (or stop after training with ``--no-serve``)."""
     from tweetdomains.settings import CommonSettings
 
     store = args.store or CommonSettings().store
@@ -68,10 +81,8 @@ def run_demo(args: argparse.Namespace) -> int:
         f"   or open http://{args.host}:{args.port}/ in a browser\n",
         flush=True,
     )
-    env = dict(os.environ)
-    serve = [sys.executable, "-m", "tweetdomains", "serve", "--store", store, "--host", args.host]
-    serve += ["--port", str(args.port)]
+    serve = _command(["serve", "--store", store, "--host", args.host, "--port", str(args.port)])
     try:
-        return subprocess.run(serve, env=env, check=False).returncode
+        return subprocess.run(serve, env=dict(os.environ), check=False).returncode
     except KeyboardInterrupt:
         return 0

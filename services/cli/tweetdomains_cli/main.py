@@ -1,43 +1,51 @@
-"""``tweetdomains`` command line: one entry point for the three services and the demo.
+"""``tweetdomains``: one command line for every installed service, and the demo.
 
-Each service package owns its commands in a ``cli`` module with a ``register(subparsers)``
-function. Those modules import only the standard library at the top, so ``tweetdomains
---help`` is fast and the collector's image, which has no torch, can still run ``collect``.
-A service that is not installed simply contributes no commands.
+Commands come from the ``tweetdomains.commands`` entry-point group: each entry names a
+``register(subparsers)`` function that adds a service's subcommands. A service whose package
+is not installed (the collector's image holds only the library and the collector) fails to
+import and contributes no commands. Service ``cli`` modules import only the standard library
+at the top, so ``tweetdomains --help`` stays fast and never loads torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
+from typing import Any
 
-SERVICE_CLIS = (
-    "tweetdomains_collector.cli",
-    "tweetdomains_trainer.cli",
-    "tweetdomains_api.cli",
-    "tweetdomains.demo",
-)
+from tweetdomains.errors import UsageError
+
+COMMAND_GROUP = "tweetdomains.commands"
+# Help lists the pipeline's stages in the order data flows through them (the entry points'
+# names; installers sort a group's entries by name), then any other registration by name.
+STAGES = ("collector", "trainer", "api", "demo")
 
 
-class UsageError(Exception):
-    """A bad flag value or setting: printed as one line, exit code 2."""
+def registrations() -> Iterator[Callable[[Any], None]]:
+    """The ``register(subparsers)`` functions of the installed services, in :data:`STAGES` order."""
+    entry_points = sorted(
+        metadata.entry_points(group=COMMAND_GROUP),
+        key=lambda e: (STAGES.index(e.name) if e.name in STAGES else len(STAGES), e.name),
+    )
+    for entry_point in entry_points:
+        try:
+            yield entry_point.load()
+        except ImportError:  # the service is not installed here
+            continue
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tweetdomains`` parser with every installed service's subcommands."""
     parser = argparse.ArgumentParser(
         prog="tweetdomains",
         description="Label tweets with the X/Twitter context-annotation domains they talk about.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in SERVICE_CLIS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        module.register(subparsers)
+    for register in registrations():
+        register(subparsers)
     return parser
 
 
@@ -73,7 +81,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
