@@ -34,7 +34,7 @@ from torch.utils.data import Dataset as TorchDataset
 from tweetdomains.model import ModelConfig, build_model
 from tweetdomains.text import Vocabulary, normalize, tokenize
 from tweetdomains_trainer.data import encode_split, train_batches
-from tweetdomains_trainer.train import make_optimizer, train_step
+from tweetdomains_trainer.steps import make_optimizer, train_step
 
 EMBEDDING, HIDDEN, LAYERS, DROPOUT, LR = 200, 100, 2, 0.3, 0.01
 ORIGINAL_LENGTH = 256
