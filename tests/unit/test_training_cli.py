@@ -119,3 +119,32 @@ def test_recipe_names_are_the_recipes() -> None:
     from typing import get_args
 
     assert set(get_args(RecipeName)) == set(RECIPES)
+
+
+def test_trainer_modules_import_only_down_their_documented_order() -> None:
+    """The package docstring lists every module, dependencies first: no module imports one
+    listed after it, so there is no import cycle (the old train <-> pretrain one included)."""
+    import ast
+    import re
+
+    import tweetdomains_trainer
+
+    order = re.findall(r"^\| ``(\w+)`` \|", str(tweetdomains_trainer.__doc__), re.M)
+    package = Path(tweetdomains_trainer.__file__).parent
+    modules = {p.stem: p for p in package.glob("*.py") if p.stem != "__init__"}
+    assert sorted(order) == sorted(modules), "the docstring's table names every module once"
+    rank = {name: i for i, name in enumerate(order)}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tweetdomains_trainer"):
+                module = str(node.module)
+                targets = [module.split(".")[1]] if "." in module else [a.name for a in node.names]
+                for target in targets:
+                    assert rank[target] < rank[name], f"{name} imports {target}, listed after it"
+
+
+def test_no_trainer_module_passes_450_lines() -> None:
+    import tweetdomains_trainer
+
+    for path in Path(tweetdomains_trainer.__file__).parent.glob("*.py"):
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 450, path.name
