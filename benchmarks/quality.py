@@ -60,8 +60,9 @@ from tweetdomains.metrics import binarize, score, tune_thresholds
 from tweetdomains.predict import Classifier, run_artifacts
 from tweetdomains.settings import data_dir
 from tweetdomains.text import content_hash
+from tweetdomains_trainer.options import TrainOptions
 from tweetdomains_trainer.recipes import RECIPES
-from tweetdomains_trainer.train import TrainOptions, train
+from tweetdomains_trainer.train import train
 
 VALIDATION_PERCENT = 15
 # Our rows are the trainer's own recipes (tweetdomains_trainer.recipes), trained by its

@@ -35,7 +35,7 @@ from tweetdomains.settings import data_dir
 from tweetdomains.text import normalize, tokenize
 from tweetdomains.vocab import Vocabulary
 from tweetdomains_trainer.data import encode_split, train_batches
-from tweetdomains_trainer.train import make_optimizer, train_step
+from tweetdomains_trainer.steps import make_optimizer, train_step
 
 EMBEDDING, HIDDEN, LAYERS, DROPOUT, LR = 200, 100, 2, 0.3, 0.01
 ORIGINAL_LENGTH = 256

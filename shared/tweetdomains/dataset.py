@@ -63,10 +63,15 @@ class Dataset:
         )
 
 
-def store_records(store: ObjectStore, stats: codecs.ParseStats) -> Iterator[Record]:
-    """Every record of every batch under ``raw/``, in key order."""
+def store_records(
+    store: ObjectStore, stats: codecs.ParseStats, keys_read: list[str] | None = None
+) -> Iterator[Record]:
+    """Every record of every batch under ``raw/``, in key order; each batch's key is appended
+    to ``keys_read`` (when given) as it is read: what a dataset was built from."""
     for key in store.list(RAW_PREFIX):
         if key.endswith((".jsonl.gz", ".jsonl")):
+            if keys_read is not None:
+                keys_read.append(key)
             yield from codecs.read_jsonl_bytes(store.get(key), stats)
 
 

@@ -46,9 +46,28 @@ class TextFormatter(logging.Formatter):
         return base + ("".join(f" {k}={v}" for k, v in extra.items()) if extra else "")
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the one at set-up.
+
+    A command run in-process (tests, the demo) may have its stderr swapped and closed after
+    ``setup_logging``; a handler holding the old stream would then fail on every record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once, on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -5,6 +5,7 @@ Layout (INTERFACE.md)::
     models/<run-id>/model.safetensors, config.json, vocab.json, labels.json,
                     thresholds.json, metrics.json, ..., manifest.json
     models/best.json   {"run_id": ..., "metric": ..., "value": ...}
+    <prefix>/latest.json   {"run_id": ...}   (families that follow the last run, see set_latest)
 
 ``manifest.json`` is written last and lists every artifact with its SHA-256: a run without a
 manifest is incomplete and never loaded, and an artifact whose bytes do not match is refused.
@@ -23,7 +24,6 @@ from typing import Any
 
 from tweetdomains.store import ObjectNotFound, ObjectStore
 
-BEST_KEY = "models/best.json"
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 
@@ -38,7 +38,7 @@ def new_run_id(prefix: str = "run") -> str:
 
 
 def _valid_run_id(run_id: str) -> str:
-    if not run_id or "/" in run_id or run_id in (".", "..") or run_id == "best.json":
+    if not run_id or "/" in run_id or run_id in (".", "..") or run_id in ("best.json", "latest.json"):
         raise RegistryError(f"invalid run id {run_id!r}")
     return run_id
 
@@ -53,6 +53,15 @@ class Registry:
         self.store = store
         self.prefix = prefix.strip("/")
         self.best_key = f"{self.prefix}/best.json"
+        self.latest_key = f"{self.prefix}/latest.json"
+
+    def manifest_key(self, run_id: str) -> str:
+        """Where the run's manifest lives (its presence is what makes a run published)."""
+        return f"{self.prefix}/{_valid_run_id(run_id)}/{MANIFEST}"
+
+    def is_published(self, run_id: str) -> bool:
+        """Whether ``run_id`` has a manifest, i.e. was completely published."""
+        return self.store.exists(self.manifest_key(run_id))
 
     def publish(self, run_id: str, artifacts: dict[str, bytes]) -> dict[str, Any]:
         """Write every artifact, then the manifest that makes the run visible."""
@@ -66,13 +75,13 @@ class Registry:
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(artifacts.items())},
         }
-        self.store.put(f"{self.prefix}/{run_id}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+        self.store.put(self.manifest_key(run_id), json.dumps(manifest, indent=2).encode())
         return manifest
 
     def manifest(self, run_id: str) -> dict[str, Any]:
         """The run's manifest; :class:`RegistryError` if the run is absent or incomplete."""
         try:
-            data = self.store.get(f"{self.prefix}/{_valid_run_id(run_id)}/{MANIFEST}")
+            data = self.store.get(self.manifest_key(run_id))
         except ObjectNotFound:
             raise RegistryError(f"run {run_id!r} not found (or not completely published)") from None
         try:
@@ -119,6 +128,25 @@ class Registry:
         except ValueError:
             raise RegistryError(f"{self.best_key} is malformed") from None
         return best
+
+    def set_latest(self, run_id: str) -> None:
+        """Point ``<prefix>/latest.json`` at a published run, in one atomic write."""
+        self.manifest(run_id)  # only complete runs are pointed at
+        self.store.put(self.latest_key, json.dumps({"run_id": run_id}).encode())
+
+    def latest(self) -> str | None:
+        """The run ``<prefix>/latest.json`` names, or None before any; RegistryError if malformed."""
+        try:
+            data = self.store.get(self.latest_key)
+        except ObjectNotFound:
+            return None
+        try:
+            latest = json.loads(data)
+        except ValueError:
+            latest = None
+        if not isinstance(latest, dict) or not isinstance(latest.get("run_id"), str):
+            raise RegistryError(f"{self.latest_key} is malformed")
+        return str(latest["run_id"])
 
     def resolve(self, run_ref: str) -> str:
         """A run id from an id or ``best``."""

@@ -12,7 +12,8 @@ from tweetdomains.registry import Registry
 from tweetdomains.store import LocalStore
 from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer.evaluate import evaluate
-from tweetdomains_trainer.train import TrainOptions, train
+from tweetdomains_trainer.options import TrainOptions
+from tweetdomains_trainer.train import train
 
 TOPIC_XL = "raw/anon7331__tweet_topicXL/data/en"
 

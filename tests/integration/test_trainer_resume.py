@@ -18,7 +18,8 @@ from tweetdomains.registry import Registry
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
 from tweetdomains_trainer.checkpoint import load_checkpoint
-from tweetdomains_trainer.train import TrainOptions, train
+from tweetdomains_trainer.options import TrainOptions
+from tweetdomains_trainer.train import train
 
 RECIPE = {
     "embedding_dim": 12,
@@ -52,8 +53,8 @@ def test_stopped_then_resumed_equals_uninterrupted_bitwise(tmp_path: Path, data_
         TrainOptions(store=store_uri, data=[data_file], run_id="resumed", stop_after_epochs=1, **RECIPE)
     )
     assert not stopped.completed and not stopped.published
-    _, state = load_checkpoint(LocalStore(store_uri), "resumed")
-    assert state["epoch"] == 1 and len(state["history"]) == 1
+    state = load_checkpoint(LocalStore(store_uri), "resumed")
+    assert state.epoch == 1 and len(state.history) == 1
 
     resumed = train(TrainOptions(store=store_uri, run_id="resumed", resume=True, progress=False))
     assert resumed.published and len(resumed.history) == len(whole.history)
@@ -82,8 +83,8 @@ def test_sigkilled_job_resumes_to_the_same_weights(tmp_path: Path, data_file: st
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
-    _, state = load_checkpoint(store, "killed")  # state.json may not be written yet: read the atomic one
-    if state["epoch"] >= 6:
+    state = load_checkpoint(store, "killed")  # state.json may not be written yet: read the atomic one
+    if state.epoch >= 6:
         pytest.skip("the job finished its last epoch before it could be killed")
     assert "killed" not in Registry(store).runs()
 

@@ -7,7 +7,8 @@ from tweetdomains.predict import Classifier
 from tweetdomains.registry import Registry
 from tweetdomains.simulate import generate
 from tweetdomains.store import open_store
-from tweetdomains_trainer.train import TrainOptions, train
+from tweetdomains_trainer.options import TrainOptions
+from tweetdomains_trainer.train import train
 
 
 def test_train_from_s3_raw_batches_publishes_to_s3(s3_uri: str) -> None:

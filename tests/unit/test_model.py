@@ -234,3 +234,12 @@ def test_an_unknown_serving_precision_is_refused() -> None:
         model = build_model(_config(recurrent_layers=layers))
         with pytest.raises(ValueError, match="float32, bfloat16"):
             model.prepare_for_serving("float16")  # type: ignore[arg-type]
+
+
+def test_the_config_defaults_are_what_train_builds_without_flags() -> None:
+    """One source of defaults: the trainer's options take their architecture from the config."""
+    from tweetdomains_trainer.options import TrainOptions
+
+    built = TrainOptions().model_config(vocab_size=2, num_labels=1)
+    assert built == ModelConfig()
+    assert (built.hidden_dim, built.recurrent_layers, built.bidirectional) == (128, 1, True)

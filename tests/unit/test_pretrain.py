@@ -19,16 +19,10 @@ from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
 from tweetdomains.vocab import WordpieceVocabulary
 from tweetdomains_cli.main import main as cli_main
-from tweetdomains_trainer.pretrain import (
-    ENCODER,
-    LATEST_KEY,
-    LanguageModel,
-    PretrainOptions,
-    PretrainResult,
-    apply_pretrained,
-    load_pretrained,
-    pretrain,
-)
+from tweetdomains_trainer.encoder import ENCODER, apply_pretrained, encoder_registry, load_pretrained
+from tweetdomains_trainer.language_model import LanguageModel
+from tweetdomains_trainer.options import PretrainOptions
+from tweetdomains_trainer.pretrain import PretrainResult, pretrain
 
 TINY: dict[str, Any] = {
     "init_embeddings": "none",
@@ -83,7 +77,8 @@ def test_publishes_encoder_files_then_manifest_and_latest(
     manifest = json.loads(store.get(folder + "manifest.json"))
     for name, digest in manifest["files"].items():
         assert hashlib.sha256(store.get(folder + name)).hexdigest() == digest
-    assert json.loads(store.get(LATEST_KEY)) == {"run_id": result.run_id}
+    assert json.loads(store.get("pretrained/latest.json")) == {"run_id": result.run_id}
+    assert encoder_registry(store).latest() == result.run_id
 
     config = json.loads(store.get(folder + "config.json"))
     assert config == {

@@ -111,7 +111,21 @@ def test_malformed_best_json_is_a_clear_error(registry: Registry) -> None:
         registry.best()
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "..", "best.json"])
+@pytest.mark.parametrize("bad", ["", "a/b", "..", "best.json", "latest.json"])
 def test_invalid_run_ids(registry: Registry, bad: str) -> None:
     with pytest.raises(RegistryError):
         registry.publish(bad, {"x": b""})
+
+
+def test_the_latest_pointer_names_a_published_run_only(registry: Registry) -> None:
+    assert registry.latest() is None
+    with pytest.raises(RegistryError, match="not found"):
+        registry.set_latest("never-published")
+    run = publish_tiny(registry)
+    assert registry.is_published(run) and not registry.is_published("never-published")
+    registry.set_latest(run)
+    assert registry.latest() == run
+    assert json.loads(registry.store.get(f"{registry.prefix}/latest.json")) == {"run_id": run}
+    registry.store.put(f"{registry.prefix}/latest.json", b"[1]")
+    with pytest.raises(RegistryError, match="malformed"):
+        registry.latest()

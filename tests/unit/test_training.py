@@ -23,7 +23,8 @@ from tweetdomains.text import content_hash
 from tweetdomains.vocab import Vocabulary, WordpieceVocabulary
 from tweetdomains_cli.main import build_parser
 from tweetdomains_cli.main import main as cli_main
-from tweetdomains_trainer import train as train_module
+from tweetdomains_trainer import phase as phase_module
+from tweetdomains_trainer import steps as steps_module
 from tweetdomains_trainer.cli import option_overrides
 from tweetdomains_trainer.data import (
     EncodedDataset,
@@ -33,8 +34,10 @@ from tweetdomains_trainer.data import (
     load_dataset,
     train_batches,
 )
+from tweetdomains_trainer.options import TrainOptions
 from tweetdomains_trainer.recipes import QUALITY
-from tweetdomains_trainer.train import TrainOptions, seed_everything, train
+from tweetdomains_trainer.steps import seed_everything
+from tweetdomains_trainer.train import train
 
 TINY = {
     "embedding_dim": 12,
@@ -153,13 +156,13 @@ def test_thresholds_are_tuned_on_validation_rows_only(
     tmp_path: Path, records: list[Record], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[int] = []
-    real = train_module.tune_thresholds
+    real = steps_module.tune_thresholds
 
     def spy(y: np.ndarray, probs: np.ndarray, **kw: Any) -> np.ndarray:
         seen.append(len(y))
         return real(y, probs, **kw)
 
-    monkeypatch.setattr(train_module, "tune_thresholds", spy)
+    monkeypatch.setattr(steps_module, "tune_thresholds", spy)
     first = train(_options(tmp_path / "a", [_write(tmp_path / "a.jsonl", records)]))
     assert seen == [len(first.encoded.validation)]
 
@@ -267,7 +270,7 @@ def test_a_wordpiece_minilm_run_serves_exactly_what_it_trained(tmp_path: Path, d
     assert any(len(ids) == 6 for ids in trained_ids)
 
     result.model.eval()
-    _, in_memory, _ = train_module.predict_split(
+    _, in_memory, _ = steps_module.predict_split(
         result.model, split, torch.nn.BCEWithLogitsLoss(), torch.device("cpu")
     )
     np.testing.assert_allclose(classifier.predict_proba(texts), in_memory[: len(texts)], atol=1e-5)
@@ -279,7 +282,7 @@ def test_minilm_init_copies_the_pretrained_rows(tmp_path: Path, data_file: str) 
     options = _options(tmp_path, [data_file], vocab="wordpiece", init_embeddings="minilm")
     model = build_model(options.model_config(len(encoded.vocab), len(encoded.labels)))
     before = model.embedding.weight.detach().clone()
-    copied = train_module.init_embeddings(model, options, encoded)
+    copied = phase_module.init_embeddings(model, options, encoded)
     assert copied == len(encoded.vocab) - 1  # every piece but <PAD> is a MiniLM piece
     assert not torch.equal(before[1:], model.embedding.weight[1:])
     assert torch.count_nonzero(model.embedding.weight[0]) == 0
@@ -302,13 +305,13 @@ def test_the_dataset_cache_round_trips_a_wordpiece_vocabulary(tmp_path: Path, da
 
 def test_weight_decay_spares_the_embeddings() -> None:
     model = build_model(TrainOptions(**{**TINY, "progress": True}).model_config(50, 3))
-    optimizer = train_module.make_optimizer(model, 1e-3, weight_decay=0.01)
+    optimizer = steps_module.make_optimizer(model, 1e-3, weight_decay=0.01)
     assert isinstance(optimizer, torch.optim.AdamW)
     decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
     assert len(decay) == len(list(model.parameters()))  # every parameter in exactly one group
     for name, param in model.named_parameters():
         assert decay[id(param)] == (0.0 if name.startswith("embedding.") else 0.01), name
-    plain = train_module.make_optimizer(model, 1e-3)
+    plain = steps_module.make_optimizer(model, 1e-3)
     assert type(plain) is torch.optim.Adam and plain.param_groups[0]["weight_decay"] == 0
 
 

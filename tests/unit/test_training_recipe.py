@@ -13,11 +13,15 @@ from tweetdomains.model import bce_loss, build_model
 from tweetdomains.records import Record
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
-from tweetdomains_trainer import train as train_module
+from tweetdomains_trainer import phase as phase_module
+from tweetdomains_trainer.averaging import WeightAverage
 from tweetdomains_trainer.checkpoint import load_checkpoint
-from tweetdomains_trainer.pretrain import PretrainOptions, load_pretrained, pretrain
+from tweetdomains_trainer.encoder import load_pretrained
+from tweetdomains_trainer.options import PretrainOptions, TrainOptions
+from tweetdomains_trainer.pretrain import pretrain
 from tweetdomains_trainer.recipes import ORIGINAL, QUALITY, RECIPES
-from tweetdomains_trainer.train import TrainOptions, WeightAverage, make_optimizer, train
+from tweetdomains_trainer.steps import make_optimizer, set_encoder_trainable
+from tweetdomains_trainer.train import train
 
 TINY: dict[str, Any] = {**TRAINING_TINY, "vocab": "word", "min_count": 1}
 
@@ -37,13 +41,13 @@ def data_file(tmp_path: Path, records: list[Record]) -> str:
 def initial_weights(monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
     """Filled with the model's weights as training starts (when its optimizer is made)."""
     seen: dict[str, torch.Tensor] = {}
-    real = train_module.make_optimizer
+    real = phase_module.make_optimizer
 
     def spy(model: torch.nn.Module, *args: Any) -> torch.optim.Optimizer:
         seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
         return real(model, *args)
 
-    monkeypatch.setattr(train_module, "make_optimizer", spy)
+    monkeypatch.setattr(phase_module, "make_optimizer", spy)
     return seen
 
 
@@ -106,8 +110,8 @@ def test_an_averaged_run_publishes_the_averaged_weights_and_resumes_them(
         **TINY,
     )
     assert not train(stopped).completed
-    tensors, state = load_checkpoint(LocalStore(tmp_path / "store2"), "averaged")
-    assert any(k.startswith("ema.") for k in tensors) and state["epoch"] == 1
+    state = load_checkpoint(LocalStore(tmp_path / "store2"), "averaged")
+    assert state.average and state.epoch == 1
 
 
 # ----------------------------------------------------------------------------- pre-trained encoder
@@ -166,7 +170,7 @@ def test_encoder_learning_rate_scale_and_frozen_epochs(
     optimizer = make_optimizer(model, 0.01, 0.01, encoder_lr_scale=0.25)
     rates = sorted(group["lr"] for group in optimizer.param_groups)
     assert rates == [0.0025, 0.0025, 0.01]
-    train_module.set_encoder_trainable(model, False)
+    set_encoder_trainable(model, False)
     assert not any(p.requires_grad for p in model.recurrent.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
 

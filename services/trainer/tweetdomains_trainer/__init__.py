@@ -1,1 +1,29 @@
-"""tweetdomains trainer service."""
+"""tweetdomains_trainer: the training job and its commands (train, sweep, evaluate, pretrain).
+
+One responsibility a module; imports only go down this list (no cycles):
+
+| module | responsibility |
+|---|---|
+| ``recipes`` | named presets of training options (``--recipe quality``, ``original``) |
+| ``options`` | one dataclass per command: every option's default, allowed values and help |
+| ``flags`` | argparse flags and help generated from an options dataclass |
+| ``settings`` | the trainer's environment settings |
+| ``progress`` | what a job prints: bars on a terminal, a line per epoch and a heartbeat elsewhere |
+| ``data`` | records -> deduplicated splits -> flat encoded arrays (cached) -> length-bucketed batches |
+| ``reports`` | Markdown tables, plots and run reports |
+| ``lineage`` | what a published run was trained on (its metrics' ``lineage``) |
+| ``steps`` | ``train_step``/``eval_step``, the optimizer, loss weights, device and seeds |
+| ``distributed`` | this process's place in a ``torchrun`` job |
+| ``averaging`` | the weight average (EMA) validated and published in place of the raw weights |
+| ``checkpoint`` | one ``TrainState`` per epoch in the store; ``--resume`` reads it back |
+| ``encoder`` | pre-trained encoders under ``pretrained/``: publish, load, check, apply |
+| ``phase`` | one training phase: model, optimizer, schedule, loss, and the pass over an epoch |
+| ``publish`` | thresholds, scores, artifacts, publishing and promotion at the end of a run |
+| ``train`` | the training job: data, epochs, early stopping, refit, then publish |
+| ``sweep`` | every row of a grid through ``train``, a results table, the best promoted |
+| ``evaluate`` | a published run scored on labeled records |
+| ``corpus`` | the pre-training corpus: unlabeled texts, deduplicated, split, encoded |
+| ``language_model`` | the language model that pre-trains an encoder, its steps |
+| ``pretrain`` | the pre-training job: epochs of the language model, then the encoder published |
+| ``cli`` | registers the commands with ``tweetdomains``; loads the job only when one runs |
+"""

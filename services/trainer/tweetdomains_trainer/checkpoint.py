@@ -1,17 +1,21 @@
 """Per-epoch training checkpoints in the store, with nothing that unpickles code.
 
+A job's whole state after an epoch is one :class:`TrainState`. On the store,
 ``checkpoints/<run-id>/last.safetensors`` holds every tensor needed to continue: the model,
-the best epoch's model, the optimizer's moments and the torch RNG states. Everything else
-(options, epoch, history, scheduler, early-stopping counters, numpy and Python RNG states)
-is JSON, stored inside the same file's safetensors metadata so that one atomic write holds
-a consistent state; ``state.json`` beside it is the same JSON, for people and tools.
+the best epoch's model, the weight average, the optimizer's moments and the torch RNG states.
+Everything else (options, epoch, history, scheduler, early-stopping counters, numpy and
+Python RNG states, lineage) is JSON, stored inside the same file's safetensors metadata so
+that one atomic write holds a consistent state; ``state.json`` beside it is the same JSON,
+for people and tools.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,35 @@ from safetensors.torch import save as save_safetensors
 from tweetdomains.store import ObjectNotFound, ObjectStore
 
 CHECKPOINT_PREFIX = "checkpoints/"
+FILES = ("last.safetensors", "state.json")
+
+
+@dataclass
+class TrainState:
+    """Where a training job stands after an epoch: what :func:`save_checkpoint` writes.
+
+    ``model``, ``best`` and ``average`` are state dicts (the current weights, the best
+    epoch's, the weight average's when there is one); ``optimizer`` and ``scheduler`` their
+    ``state_dict()``. ``rng`` is filled by :func:`load_checkpoint` (tensors, plain) and
+    restored with :func:`set_rng_state`; saving captures the generators as they are.
+    """
+
+    run_id: str
+    options: dict[str, Any]
+    cache_key: str
+    epoch: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    lineage: dict[str, Any] | None = None
+    model: dict[str, torch.Tensor] = field(default_factory=dict)
+    best: dict[str, torch.Tensor] = field(default_factory=dict)
+    average: dict[str, torch.Tensor] | None = None
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    rng: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
 
 
 def checkpoint_key(run_id: str, name: str = "last.safetensors") -> str:
@@ -80,14 +113,38 @@ def set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> No
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(
-    store: ObjectStore, run_id: str, tensors: dict[str, torch.Tensor], state: dict[str, Any]
-) -> None:
+def save_checkpoint(store: ObjectStore, state: TrainState) -> None:
     """Write ``last.safetensors`` (tensors + state as metadata) atomically, then ``state.json``."""
-    text = json.dumps(state, sort_keys=True)
+    optim_tensors, optim_plain = optimizer_to_tensors(state.optimizer)
+    rng_tensors, rng_plain = rng_state()
+    tensors = {
+        **prefixed("model", state.model),
+        **prefixed("best", state.best),
+        **(prefixed("ema", state.average) if state.average is not None else {}),
+        **optim_tensors,
+        **rng_tensors,
+    }
+    plain = {
+        "run_id": state.run_id,
+        "epoch": state.epoch,
+        "options": state.options,
+        "cache_key": state.cache_key,
+        "optimizer": optim_plain,
+        "scheduler": state.scheduler,
+        "rng": rng_plain,
+        "history": state.history,
+        "best_metric": state.best_metric,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "train_seconds": state.train_seconds,
+        "lineage": state.lineage,
+    }
+    text = json.dumps(plain, sort_keys=True)
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    store.put(checkpoint_key(run_id), save_safetensors(cpu, metadata={"state": text}))
-    store.put(checkpoint_key(run_id, "state.json"), json.dumps(state, indent=2, sort_keys=True).encode())
+    store.put(checkpoint_key(state.run_id), save_safetensors(cpu, metadata={"state": text}))
+    store.put(
+        checkpoint_key(state.run_id, "state.json"), json.dumps(plain, indent=2, sort_keys=True).encode()
+    )
 
 
 def _metadata(data: bytes) -> dict[str, str]:
@@ -96,18 +153,42 @@ def _metadata(data: bytes) -> dict[str, str]:
     return dict(header.get("__metadata__") or {})
 
 
-def load_checkpoint(store: ObjectStore, run_id: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and state of the run's last checkpoint; ValueError when there is none."""
+def load_checkpoint(store: ObjectStore, run_id: str) -> TrainState:
+    """The run's last checkpoint; ValueError when there is none or it is damaged."""
     try:
         data = store.get(checkpoint_key(run_id))
     except ObjectNotFound:
         raise ValueError(f"no checkpoint for run {run_id!r} in {store.uri}: nothing to resume") from None
     try:
-        state = json.loads(_metadata(data)["state"])
+        plain = json.loads(_metadata(data)["state"])
         tensors = load_safetensors(data)
+        average = unprefixed("ema", tensors)
+        return TrainState(
+            run_id=plain["run_id"],
+            options=plain["options"],
+            cache_key=plain["cache_key"],
+            epoch=plain["epoch"],
+            best_metric=plain["best_metric"],
+            best_epoch=plain["best_epoch"],
+            bad_epochs=plain["bad_epochs"],
+            train_seconds=plain["train_seconds"],
+            history=plain["history"],
+            lineage=plain.get("lineage"),
+            model=unprefixed("model", tensors),
+            best=unprefixed("best", tensors),
+            average=average or None,
+            optimizer=optimizer_from_tensors(tensors, plain["optimizer"]),
+            scheduler=plain["scheduler"],
+            rng=({k: v for k, v in tensors.items() if k.startswith("rng.")}, plain["rng"]),
+        )
     except (KeyError, ValueError, struct.error) as exc:
         raise ValueError(f"checkpoint of run {run_id!r} is damaged: {exc}") from exc
-    return tensors, state
+
+
+def delete_checkpoint(store: ObjectStore, run_id: str) -> None:
+    """Remove the run's checkpoint files (once it is published)."""
+    for name in FILES:
+        store.delete(checkpoint_key(run_id, name))
 
 
 def prefixed(prefix: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

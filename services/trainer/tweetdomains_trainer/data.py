@@ -17,7 +17,8 @@ import io
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +85,8 @@ class EncodedDataset:
     labels: list[str]
     data_hash: str
     max_tokens: int
+    # What the data was read from (see lineage.data_lineage); not part of the cached arrays.
+    lineage: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def cache_key(self) -> str:
@@ -131,7 +134,9 @@ class EncodedDataset:
                 labels=[str(x) for x in npz["labels"]],
                 data_hash=str(meta["data_hash"]),
                 max_tokens=int(meta["max_tokens"]),
-                **splits,
+                train=splits["train"],
+                validation=splits["validation"],
+                test=splits["test"],
             )
 
 
@@ -204,12 +209,27 @@ def data_hash(dataset: Dataset) -> str:
 
 
 def read_records(
-    store: ObjectStore, data: Sequence[str] | None, stats: codecs.ParseStats, label_field: str = "domains"
+    store: ObjectStore,
+    data: Sequence[str] | None,
+    stats: codecs.ParseStats,
+    label_field: str = "domains",
+    keys_read: list[str] | None = None,
 ) -> Iterable[Record]:
-    """Records of the ``--data`` files, or of every batch under the store's ``raw/``."""
+    """Records of the ``--data`` files, or of every batch under the store's ``raw/`` (whose
+    keys are appended to ``keys_read`` as they are read)."""
     if data:
         return file_records(data, stats, label_field=label_field)
-    return store_records(store, stats)
+    return store_records(store, stats, keys_read)
+
+
+@dataclass
+class DataSource:
+    """What a dataset was read from: the store and ``--data`` paths, the raw batches read."""
+
+    store_uri: str
+    data: list[str] | None
+    raw_keys: list[str]
+    records: int
 
 
 def load_dataset(
@@ -220,16 +240,28 @@ def load_dataset(
     label_field: str = "domains",
 ) -> Dataset:
     """Build the deduplicated, split dataset; ValueError when it cannot train a model."""
+    return read_dataset(store, data, test_percent, validation_percent, label_field)[0]
+
+
+def read_dataset(
+    store: ObjectStore,
+    data: Sequence[str] | None = None,
+    test_percent: int = 20,
+    validation_percent: int = 10,
+    label_field: str = "domains",
+) -> tuple[Dataset, DataSource]:
+    """:func:`load_dataset`, and what it read (for the run's lineage)."""
     stats = codecs.ParseStats()
+    keys: list[str] = []
     dataset = build_dataset(
-        read_records(store, data, stats, label_field), stats, test_percent, validation_percent
+        read_records(store, data, stats, label_field, keys), stats, test_percent, validation_percent
     )
     source = ", ".join(data) if data else f"{store.uri}/raw/"
     if not dataset.train:
         raise ValueError(f"no labeled training records in {source} ({dataset.summary()})")
     if not dataset.validation:
         raise ValueError(f"no validation records in {source}: need more labeled tweets ({dataset.summary()})")
-    return dataset
+    return dataset, DataSource(store.uri, list(data) if data else None, keys, stats.records)
 
 
 def encode_dataset(
@@ -266,7 +298,9 @@ def encode_dataset(
         )
         for name in SPLITS
     }
-    encoded = EncodedDataset(vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, **splits)
+    encoded = EncodedDataset(
+        splits["train"], splits["validation"], splits["test"], vocab, labels, digest, max_tokens
+    )
     if store is not None and use_cache:
         store.put(key, encoded.to_bytes())
     return encoded

