@@ -70,6 +70,7 @@ class Timeline:
         self.refuse_until = 0.0  # wall time: reconnects answered 503 until then
         self.backfill_asked: list[int] = []
         self.sent_indexes: list[int] = []
+        self.connect_indexes: list[int] = []  # the first live message of each connection
 
     def now(self) -> float:
         return time.time() + self.offset
@@ -199,6 +200,7 @@ class XStreamServer:
             def _play_live(self, live: Timeline, query: dict[str, list[str]]) -> None:
                 generation = live.generation
                 index = live.published()
+                live.connect_indexes.append(index)
                 if "backfill_minutes" in query:
                     minutes = max(1, min(5, int(query["backfill_minutes"][0])))
                     live.backfill_asked.append(minutes)
@@ -312,6 +314,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.delay = 0.0  # seconds to hold each chunk sent upstream (a slow link)
+        self.bytes_up = 0  # bytes forwarded upstream so far
 
     def restore(self) -> None:
         """Listen and forward again."""
@@ -345,13 +349,17 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, up: bool = False) -> None:
         try:
             src.settimeout(None)
-            while data := src.recv(65536):
+            while data := src.recv(16384 if up and self.delay else 65536):
+                if up:
+                    if self.delay:
+                        time.sleep(self.delay)
+                    self.bytes_up += len(data)
                 dst.sendall(data)
         except OSError:
             pass

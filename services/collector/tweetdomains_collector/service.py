@@ -284,6 +284,8 @@ class _Intake:
                     self.sink.add_many(records)
                 except JournalFull as exc:
                     records = records[exc.consumed :]
+                    if not self.stats.journal_full:
+                        self.sink.flush()  # the open batch can then drain and free its space
                     self._paused(str(exc))
                 else:
                     self._resumed()
