@@ -1,11 +1,15 @@
-"""Collector throughput into S3: our batching sink against one put per tweet (the original design).
+"""Collector throughput into S3: our batching sink with its write-ahead journal, the same sink
+without it, and one put per tweet (the original design), side by side in one run.
 
-Starts moto's S3 server on loopback, replays a large synthetic stream (``simulate``) through the
-collector into it with the default batching hints, then writes a smaller number of tweets one
-PUT each, as the original collector did with Firehose. Prints rates, memory over the run and,
-last, ``tweets_per_s=N baseline_tweets_per_s=N ratio=N peak_rss_mb=N``.
+Starts moto's S3 server on loopback, runs a large synthetic stream (``simulate``) through the
+collector into it with the default batching hints, first with the journal off (batches in
+memory only), then on (every record appended and fsynced every 200 ms before it counts), then
+writes a smaller number of tweets one PUT each, as the original collector did with Firehose.
+Prints rates, memory over the runs and, last, ``tweets_per_s=N baseline_tweets_per_s=N
+ratio=N peak_rss_mb=N journal_tweets_per_s=N journal_cost_pct=N`` (``tweets_per_s`` is the
+sink without the journal; the journal's cost is the share of that throughput it takes).
 
-    python benchmarks/collector.py [--tweets 200000] [--baseline-tweets 2000]
+    python benchmarks/collector.py [--tweets 200000] [--baseline-tweets 2000] [--dry-run]
 """
 
 from __future__ import annotations
@@ -58,12 +62,17 @@ class RssSampler(threading.Thread):
             self.samples.append(_rss_mb())
 
 
-def run_ours(uri: str, tweets: int, spool: Path) -> tuple[float, int, list[float]]:
+def run_ours(uri: str, tweets: int, spool: Path, journal: bool) -> tuple[float, int, list[float]]:
     from tweetdomains_collector.service import run_collector
     from tweetdomains_collector.settings import Settings
 
     settings = Settings(
-        source="simulate:1", store=uri, limit=tweets, spool_dir=str(spool), status_seconds=3600
+        source="simulate:1",
+        store=uri,
+        limit=tweets,
+        spool_dir=str(spool),
+        status_seconds=3600,
+        journal=journal,
     )
     sampler = RssSampler()
     sampler.start()
@@ -76,8 +85,14 @@ def run_ours(uri: str, tweets: int, spool: Path) -> tuple[float, int, list[float
         raise SystemExit(
             f"benchmark run lost tweets: written={stats.written} spool_depth={stats.spool_depth}"
         )
+    label = "journal on" if journal else "journal off"
+    extra = (
+        f", {stats.journal_fsyncs} fsyncs (max {stats.journal_fsync_max_seconds * 1000:.1f} ms)"
+        if journal
+        else ""
+    )
     print(
-        f"ours: {stats.written} tweets in {stats.batches_written} batches "
+        f"ours, {label}: {stats.written} tweets in {stats.batches_written} batches{extra} "
         f"({stats.bytes_written / 1e6:.1f} MB gzip) "
         f"in {elapsed:.2f}s = {stats.written / elapsed:,.0f} tweets/s",
         flush=True,
@@ -116,7 +131,10 @@ def main() -> int:
         "--tweets", type=int, default=200_000, help="tweets through our sink (default %(default)s)"
     )
     parser.add_argument("--baseline-tweets", type=int, default=2_000, help="tweets put one by one")
+    parser.add_argument("--dry-run", action="store_true", help="a few tweets each way: checks it runs")
     args = parser.parse_args()
+    if args.dry_run:
+        args.tweets, args.baseline_tweets = 500, 20
 
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -138,24 +156,30 @@ def main() -> int:
         import boto3
 
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
-        with tempfile.TemporaryDirectory() as spool:
-            rss_before = _rss_mb()
-            ours, _written, samples = run_ours("s3://bench/collector", args.tweets, Path(spool))
+        rss_before = _rss_mb()
+        rates = {}
+        for journal in (False, True):
+            with tempfile.TemporaryDirectory() as spool:
+                uri = f"s3://bench/collector-{'journal' if journal else 'memory'}"
+                rates[journal], _written, samples = run_ours(uri, args.tweets, Path(spool), journal)
+            if samples:
+                quarter = max(1, len(samples) // 4)
+                print(
+                    f"rss_mb ({'journal on' if journal else 'journal off'}): before={rss_before:.0f} "
+                    f"first_quarter_max={max(samples[:quarter]):.0f} "
+                    f"last_quarter_max={max(samples[-quarter:]):.0f}",
+                    flush=True,
+                )
+        ours, journaled = rates[False], rates[True]
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # ru_maxrss is KiB on Linux
-        if samples:
-            quarter = max(1, len(samples) // 4)
-            print(
-                f"rss_mb: before={rss_before:.0f} first_quarter_max={max(samples[:quarter]):.0f} "
-                f"last_quarter_max={max(samples[-quarter:]):.0f} peak={peak_mb:.0f}",
-                flush=True,
-            )
         baseline = run_baseline(endpoint, "bench", args.baseline_tweets)
     finally:
         server.terminate()
         server.wait(timeout=10)
     print(
         f"tweets_per_s={ours:.0f} baseline_tweets_per_s={baseline:.0f} ratio={ours / baseline:.1f} "
-        f"peak_rss_mb={peak_mb:.0f}"
+        f"peak_rss_mb={peak_mb:.0f} journal_tweets_per_s={journaled:.0f} "
+        f"journal_cost_pct={100 * (1 - journaled / ours):.1f}"
     )
     return 0
 
