@@ -1,8 +1,9 @@
 """Collector throughput into S3: our batching sink with its write-ahead journal, the same sink
 without it, and one put per tweet (the original design), side by side in one run.
 
-Starts moto's S3 server on loopback, runs a large synthetic stream (``simulate``) through the
-collector into it with the default batching hints, first with the journal off (batches in
+Starts moto's S3 server on loopback, generates a large synthetic stream (``simulate``, before
+any timing) and feeds it in the sources' chunks through the collector's sink (dedupe, default
+batching hints, gzip, put and read-back) into it, first with the journal off (batches in
 memory only), then on (every record appended and fsynced every 200 ms before it counts), then
 writes a smaller number of tweets one PUT each, as the original collector did with Firehose.
 Prints rates, memory over the runs and, last, ``tweets_per_s=N baseline_tweets_per_s=N
@@ -24,6 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _free_port() -> int:
@@ -62,26 +64,52 @@ class RssSampler(threading.Thread):
             self.samples.append(_rss_mb())
 
 
-def run_ours(uri: str, tweets: int, spool: Path, journal: bool) -> tuple[float, int, list[float]]:
-    from tweetdomains_collector.service import run_collector
-    from tweetdomains_collector.settings import Settings
+def make_records(tweets: int) -> list[Any]:
+    """The first ``tweets`` kept records of ``simulate:1``, built before any timing starts."""
+    from tweetdomains.codecs import keep_reason
+    from tweetdomains.simulate import SyntheticTweets
 
-    settings = Settings(
-        source="simulate:1",
-        store=uri,
-        limit=tweets,
-        spool_dir=str(spool),
-        status_seconds=3600,
-        journal=journal,
-    )
+    started = time.perf_counter()
+    stream = (r for r in SyntheticTweets(1).records() if keep_reason(r) is None)
+    records = [next(stream) for _ in range(tweets)]
+    print(f"generated {tweets} kept synthetic tweets in {time.perf_counter() - started:.1f}s", flush=True)
+    return records
+
+
+def run_ours(uri: str, records: list[Any], spool: Path, journal: bool) -> tuple[float, list[float]]:
+    """The collector's sink (default batching, dedupe on) taking ``records`` in the source's
+    chunks until every batch is confirmed in the store; tweets/s and RSS samples."""
+    from tweetdomains.store import open_store
+    from tweetdomains_collector.settings import Settings
+    from tweetdomains_collector.sink import BatchSink
+    from tweetdomains_collector.sources import CHUNK
+    from tweetdomains_collector.stats import CollectorStats
+
+    settings = Settings(store=uri, spool_dir=str(spool))
+    stats = CollectorStats()
     sampler = RssSampler()
     sampler.start()
     started = time.perf_counter()
-    stats = run_collector(settings, handle_signals=False, progress=False)
+    sink = BatchSink(
+        open_store(uri),
+        stats,
+        spool_dir=spool,
+        batch_records=settings.batch_records,
+        batch_bytes=settings.batch_bytes,
+        batch_seconds=settings.batch_seconds,
+        dedupe_window=settings.dedupe_window,
+        compress_level=settings.compress_level,
+        journal=journal,
+        journal_sync_ms=settings.journal_sync_ms,
+    )
+    for start in range(0, len(records), CHUNK):
+        sink.add_many(records[start : start + CHUNK])
+        sink.tick()
+    sink.close(drain_seconds=600)
     elapsed = time.perf_counter() - started
     sampler.done.set()
     sampler.join()
-    if stats.written != tweets or stats.spool_depth:
+    if stats.written != len(records) or stats.spool_depth:
         raise SystemExit(
             f"benchmark run lost tweets: written={stats.written} spool_depth={stats.spool_depth}"
         )
@@ -92,12 +120,12 @@ def run_ours(uri: str, tweets: int, spool: Path, journal: bool) -> tuple[float, 
         else ""
     )
     print(
-        f"ours, {label}: {stats.written} tweets in {stats.batches_written} batches{extra} "
+        f"sink, {label}: {stats.written} tweets in {stats.batches_written} batches{extra} "
         f"({stats.bytes_written / 1e6:.1f} MB gzip) "
         f"in {elapsed:.2f}s = {stats.written / elapsed:,.0f} tweets/s",
         flush=True,
     )
-    return stats.written / elapsed, stats.written, sampler.samples
+    return stats.written / elapsed, sampler.samples
 
 
 def run_baseline(endpoint: str, bucket: str, tweets: int) -> float:
@@ -156,12 +184,13 @@ def main() -> int:
         import boto3
 
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
+        records = make_records(args.tweets)
         rss_before = _rss_mb()
         rates = {}
         for journal in (False, True):
             with tempfile.TemporaryDirectory() as spool:
                 uri = f"s3://bench/collector-{'journal' if journal else 'memory'}"
-                rates[journal], _written, samples = run_ours(uri, args.tweets, Path(spool), journal)
+                rates[journal], samples = run_ours(uri, records, Path(spool), journal)
             if samples:
                 quarter = max(1, len(samples) // 4)
                 print(
