@@ -1,5 +1,5 @@
 """Scenarios 5 and 6: the collector process against a failing store and a failing stream
-(the journal's crash scenarios, 7a-7e, are in ``test_collector_journal.py``).
+(the journal's crash scenarios, 9a-9e, are in ``test_collector_journal.py``).
 
 The collector runs as ``python -m tweetdomains collect`` in its own process; the store is a
 moto S3 server of this module reached through a :class:`TcpProxy` that takes it off the

@@ -1,4 +1,4 @@
-"""Scenarios 7a-7e: the collector's write-ahead journal against crashes, a full disk and
+"""Scenarios 9a-9e: the collector's write-ahead journal against crashes, a full disk and
 stream gaps, with real processes (``python -m tweetdomains collect``), a moto S3 server, a
 real tmpfs and the loopback X stream server's live timeline.
 
@@ -105,7 +105,7 @@ def _finish(uri: str, env: dict[str, str], tmp_path: Path, name: str) -> dict[st
     return last.last_json()
 
 
-@pytest.mark.scenario("7a 10 SIGKILLs during a 2,000/s replay")
+@pytest.mark.scenario("9a 10 SIGKILLs during a 2,000/s replay")
 def test_ten_sigkills_lose_at_most_the_last_sync_and_duplicate_nothing(
     row: Row, s3: S3Server, proxied: tuple[str, TcpProxy], tmp_path: Path
 ) -> None:
@@ -166,7 +166,7 @@ def test_ten_sigkills_lose_at_most_the_last_sync_and_duplicate_nothing(
     assert row.lost == 0 and row.duplicated == 0
 
 
-@pytest.mark.scenario("7b SIGKILL during an upload")
+@pytest.mark.scenario("9b SIGKILL during an upload")
 def test_sigkill_mid_upload_reuploads_the_same_key(
     row: Row, s3: S3Server, proxied: tuple[str, TcpProxy], tmp_path: Path
 ) -> None:
@@ -206,7 +206,7 @@ def test_sigkill_mid_upload_reuploads_the_same_key(
     assert row.lost == 0 and row.duplicated == 0
 
 
-@pytest.mark.scenario("7c torn final journal record")
+@pytest.mark.scenario("9c torn final journal record")
 def test_torn_final_record_is_skipped_and_counted(
     row: Row, s3: S3Server, proxied: tuple[str, TcpProxy], tmp_path: Path
 ) -> None:
@@ -250,7 +250,7 @@ def small_volume(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-@pytest.mark.scenario("7d journal volume full")
+@pytest.mark.scenario("9d journal volume full")
 def test_full_journal_volume_stops_reading_and_resumes(
     row: Row, s3: S3Server, proxied: tuple[str, TcpProxy], tmp_path: Path, small_volume: Path
 ) -> None:
@@ -328,7 +328,7 @@ def _run_gap(
     return expected, _stored(uri, s3), proc.last_json()
 
 
-@pytest.mark.scenario("7e X stream gaps of 30 s and 3 min, backfill")
+@pytest.mark.scenario("9e X stream gaps of 30 s and 3 min, backfill")
 def test_stream_gaps_are_backfilled(
     row: Row, s3: S3Server, proxied: tuple[str, TcpProxy], tmp_path: Path
 ) -> None:
