@@ -126,6 +126,7 @@ class BatchSink:
         self._opened_at = 0.0  # monotonic
         self._memory_seq = 0
         self._memory_opened = 0.0
+        self._memory_bytes = 0  # memory mode: the open batch's JSONL bytes
         self._lock = threading.Condition()  # the pending list and the stats both threads write
         self._pending: list[Segment] = []
         self._closing = False
@@ -203,10 +204,13 @@ class BatchSink:
             fresh.append(record)
         if fresh:
             now = time.time() if now is None else now
+            lines = [r.to_json().encode("utf-8", "replace") for r in fresh]
             if self.journal is not None:
-                self.journal.append([r.to_json().encode("utf-8", "replace") for r in fresh], now)
-            elif not self._records:
-                self._memory_opened = now
+                self.journal.append(lines, now)
+            else:
+                if not self._records:
+                    self._memory_opened = now
+                self._memory_bytes += sum(len(line) + 1 for line in lines)
             if not self._records:
                 self._opened_at = time.monotonic()
             for record in fresh:
@@ -222,7 +226,7 @@ class BatchSink:
         if self.journal is not None:
             segment = self.journal.open_segment
             return segment is not None and segment.size >= self.batch_bytes
-        return sum(len(r.text) for r in self._records) >= self.batch_bytes  # memory mode: estimate
+        return self._memory_bytes >= self.batch_bytes
 
     def full(self) -> bool:
         """Whether the journal's byte limit is reached (the caller should stop reading)."""
@@ -237,6 +241,7 @@ class BatchSink:
     def flush(self) -> None:
         """Close the open batch (if any) and hand it to the uploader."""
         records, self._records = self._records, []
+        self._memory_bytes = 0
         if not records:
             return
         if self.journal is not None:
