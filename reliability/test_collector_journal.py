@@ -15,8 +15,9 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,6 +78,10 @@ def _stored(uri: str, s3: S3Server) -> list[str | None]:
         return stored_ids(uri)
 
 
+def _at_least(port: int, name: str, value: float) -> Callable[[], bool]:
+    return lambda: metric(port, M + name) >= value
+
+
 def _collect(source: str, uri: str, port: int, *flags: str) -> list[str]:
     return [
         "collect",
@@ -91,7 +96,7 @@ def _collect(source: str, uri: str, port: int, *flags: str) -> list[str]:
     ]
 
 
-def _finish(uri: str, env: dict[str, str], tmp_path: Path, name: str) -> dict[str, object]:
+def _finish(uri: str, env: dict[str, str], tmp_path: Path, name: str) -> dict[str, Any]:
     """A last run on an empty replay: recovers and uploads whatever the journal holds."""
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -133,7 +138,7 @@ def test_ten_sigkills_lose_at_most_the_last_sync_and_duplicate_nothing(
             f"c{run}",
         )
         try:
-            wait_until(lambda p=port: metric(p, M + "kept_total") >= overlap, 60, "tweets kept")
+            wait_until(_at_least(port, "kept_total", overlap), 60, "tweets kept")
             time.sleep(rng.uniform(0.2, 2.0))
             synced = int(metric(port, M + "journal_synced_records_total"))
             kept = int(metric(port, M + "kept_total"))
@@ -290,7 +295,7 @@ def _kept(messages: list[object]) -> list[str]:
 
 def _run_gap(
     s3: S3Server, proxy: TcpProxy, uri: str, tmp_path: Path, timeline: Timeline, make_gap: object, name: str
-) -> tuple[list[str], list[str | None], dict[str, object]]:
+) -> tuple[list[str], list[str | None], dict[str, Any]]:
     port = free_port()
     with XStreamServer(token="journal-token", timeline=timeline) as server:
         env = _env(

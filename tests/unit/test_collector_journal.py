@@ -180,3 +180,24 @@ def test_sync_counts_what_reached_the_disk(tmp_path: Path) -> None:
     assert stats.journal_bytes > 0 and stats.journal_oldest_age() >= 0
     sink.close()
     assert stats.journal_depth == 0 and stats.journal_bytes == 0
+
+
+def test_segment_numbers_continue_across_runs_even_without_a_dedupe_window(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    for run in range(3):
+        sink, _ = _sink(tmp_path, store, batch_records=5, dedupe_window=0)
+        sink.add_many(_records(5, start=run * 5))
+        sink.close()
+    keys = list(store.list("raw/"))
+    assert len({k.rsplit("-", 1)[1][16:32] for k in keys}) == 3  # segments 0, 1, 2
+    assert len(_stored_ids(store)) == 15
+
+
+def test_journaled_lines_encode_to_the_same_batch_as_their_records() -> None:
+    from tweetdomains.codecs import write_jsonl_gz
+    from tweetdomains_collector.journal import JournalLine
+
+    records = [*_records(3), Record(text='quote " and é', domains=("Person",)), Record(text="x", id='a"b')]
+    lines = [JournalLine(r.to_json().encode()) for r in records]
+    assert write_jsonl_gz(lines) == write_jsonl_gz(records)  # type: ignore[arg-type]
+    assert [line.id for line in lines] == [r.id for r in records]

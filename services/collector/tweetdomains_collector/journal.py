@@ -52,12 +52,36 @@ class Segment:
     records: list[Record] | None = None
     spooled: bool = False  # its upload failed at least once, or it was left by an earlier run
 
-    def load(self) -> list[Record]:
-        """Its records: from memory when held, otherwise read back from the segment file."""
-        if self.records is not None:
-            return self.records
+    def lines(self) -> list[bytes]:
+        """Its records' JSON lines as journaled (no newline), read back from the segment file."""
         assert self.path is not None
-        return [Record.from_dict(json.loads(p)) for p in read_frames(self.path.read_bytes())[0]]
+        return read_frames(self.path.read_bytes())[0]
+
+
+class JournalLine:
+    """A journaled JSON line that :func:`codecs.write_jsonl_gz` takes as a record: it was
+    written by ``Record.to_json``, so it is re-used as it is instead of parsed and re-encoded."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def to_json(self) -> str:
+        return self.payload.decode("utf-8")
+
+    @property
+    def id(self) -> str | None:
+        """The record's id: the line's first field, as ``Record.to_json`` writes it."""
+        payload = self.payload
+        if payload.startswith(b'{"id":"'):
+            end = payload.find(b'"', 7)
+            if end > 0 and b"\\" not in payload[7:end]:
+                return payload[7:end].decode("utf-8")
+        elif payload.startswith(b'{"id":null'):
+            return None
+        value = json.loads(payload).get("id")
+        return None if value is None else str(value)
 
 
 @dataclass
@@ -185,7 +209,7 @@ class Journal:
                 found.torn += 1
                 found.torn_bytes += len(data) - end
                 log.error("journal: corrupt record in a sealed segment cut off", extra={"segment": path.name})
-            records = [Record.from_dict(json.loads(p)) for p in payloads]
+            records = [JournalLine(p) for p in payloads]
             segment = Segment(seq, opened_at, path, len(records), sum(len(p) + 1 for p in payloads))
             segment.spooled = True
             found.segments.append(segment)
@@ -194,9 +218,10 @@ class Journal:
             found.recent_ids += [r.id for r in records if r.id is not None]
         confirmed = sorted(self.root.glob("*.ids"))
         older: list[str] = []
-        for path in reversed(confirmed):
+        for index, path in enumerate(reversed(confirmed)):
             if len(older) >= id_window:
-                path.unlink(missing_ok=True)  # beyond the window: never read again
+                if index:  # the newest stays: it carries the next segment number
+                    path.unlink(missing_ok=True)  # beyond the window: never read again
                 continue
             older = path.read_text().split() + older
         found.recent_ids = older + found.recent_ids
@@ -307,8 +332,8 @@ class Journal:
     def prune_ids(self, keep_ids: int) -> None:
         """Delete the oldest ``.ids`` files beyond the newest ``keep_ids`` ids (about 20 bytes each)."""
         total = 0
-        for path in sorted(self.root.glob("*.ids"), reverse=True):
-            if total >= keep_ids:
+        for index, path in enumerate(sorted(self.root.glob("*.ids"), reverse=True)):
+            if total >= keep_ids and index:  # the newest stays: it carries the next segment number
                 path.unlink(missing_ok=True)
             else:
                 total += path.stat().st_size // 20

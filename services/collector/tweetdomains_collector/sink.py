@@ -21,13 +21,15 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from tweetdomains.codecs import write_jsonl_gz
 from tweetdomains.dataset import raw_batch_key
 from tweetdomains.records import Record
 from tweetdomains.store import LocalStore, ObjectStore, S3Store
-from tweetdomains_collector.journal import Journal, JournalFull, Segment
+from tweetdomains_collector.journal import Journal, JournalFull, JournalLine, Segment
 from tweetdomains_collector.stats import CollectorStats
 
 log = logging.getLogger("tweetdomains.collector")
@@ -349,8 +351,12 @@ class BatchSink:
         journal_id = self.journal.id if self.journal is not None else "0" * 16
         key = batch_key(segment.opened_at, journal_id, segment.seq)
         try:
-            records = segment.load()
-            data = write_jsonl_gz(records, self.compress_level)
+            # Records held in memory, or (when the uploader fell behind, or after a restart)
+            # the journaled lines themselves: the same bytes either way.
+            records: Sequence[Record | JournalLine] = (
+                segment.records if segment.records is not None else [JournalLine(p) for p in segment.lines()]
+            )
+            data = write_jsonl_gz(cast("Sequence[Record]", records), self.compress_level)
             self.store.put(key, data)
             confirm_stored(self.store, key, data)
         except Exception as exc:  # any backend failure: the batch stays in the journal
