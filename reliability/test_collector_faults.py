@@ -1,4 +1,5 @@
-"""Scenarios 5 and 6: the collector process against a failing store and a failing stream.
+"""Scenarios 5 and 6: the collector process against a failing store and a failing stream
+(the journal's crash scenarios, 9a-9e, are in ``test_collector_journal.py``).
 
 The collector runs as ``python -m tweetdomains collect`` in its own process; the store is a
 moto S3 server of this module reached through a :class:`TcpProxy` that takes it off the
@@ -8,9 +9,7 @@ loopback X streaming server of the collector's own tests.
 
 from __future__ import annotations
 
-import gzip
 import itertools
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -23,8 +22,8 @@ from reliability.harness import Proc, Row, child_env, free_port, kill_tree, metr
 from tests.conftest import S3Server
 from tests.integration.xstream_server import KEEP_ALIVE, Plan, TcpProxy, XStreamServer
 from tweetdomains.codecs import keep_reason, parse_payload
-from tweetdomains.records import Record
 from tweetdomains.simulate import generate, stream_messages
+from tweetdomains_collector.journal import journal_records
 
 OUTAGE_SECONDS = 30.0
 M = "tweetdomains_collector_"
@@ -80,13 +79,10 @@ def _stored(uri: str, s3: S3Server) -> list[str | None]:
 
 
 def _spooled_ids(spool: Path) -> list[str | None]:
-    ids: list[str | None] = []
-    for path in sorted(spool.rglob("*.jsonl.gz")):
-        if path.name.startswith(".tmp-"):
-            continue
-        for line in gzip.decompress(path.read_bytes()).splitlines():
-            ids.append(Record.from_dict(json.loads(line)).id)
-    return ids
+    """The ids in every journal (one per store) under ``spool``: what waits for the store."""
+    return [
+        r.id for journal in sorted(p for p in spool.iterdir() if p.is_dir()) for r in journal_records(journal)
+    ]
 
 
 @pytest.mark.scenario("5a store down 30 s during replay")
@@ -169,7 +165,7 @@ def test_sigkilled_collector_restarted_uploads_its_spool(
     row.count_tweets([i for i in spooled if i is not None], stored)
     row.figures = {"spooled_at_kill": len(spooled), "batches_uploaded_on_restart": summary["batches_written"]}
     assert summary["spool_depth"] == 0
-    assert not [p for p in (tmp_path / "spool").rglob("*.jsonl.gz") if not p.name.startswith(".tmp-")]
+    assert not _spooled_ids(tmp_path / "spool")
     assert row.lost == 0 and row.duplicated == 0 and row.tweets_stored == len(spooled)
 
 

@@ -597,11 +597,11 @@ def iter_paths(patterns: Iterable[str | Path]) -> Iterator[Path]:
 # --------------------------------------------------------------------------- store batches
 
 
-def write_jsonl_gz(records: Iterable[Record]) -> bytes:
+def write_jsonl_gz(records: Iterable[Record], compresslevel: int = 9) -> bytes:
     """Records as gzip-compressed JSONL (one INTERFACE.md object a line), reproducibly
     (no timestamp in the gzip header)."""
     lines = "".join(record.to_json() + "\n" for record in records)
-    return gzip.compress(lines.encode("utf-8", "replace"), mtime=0)
+    return gzip.compress(lines.encode("utf-8", "replace"), compresslevel=compresslevel, mtime=0)
 
 
 def _gunzip(data: bytes, stats: ParseStats) -> bytes:

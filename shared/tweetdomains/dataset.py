@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tweetdomains import codecs
@@ -17,6 +18,17 @@ from tweetdomains.store import ObjectStore
 from tweetdomains.text import content_hash
 
 RAW_PREFIX = "raw/"
+RAW_SUFFIX = ".jsonl.gz"
+
+
+def raw_batch_key(first_arrival: float, batch_id: str) -> str:
+    """The store key of a collected batch: ``raw/YYYY/MM/DD/HH/<stamp>-<batch_id>.jsonl.gz``.
+
+    The folder is the UTC hour its first record arrived (epoch seconds ``first_arrival``) and
+    the stamp that second, so keys sort by arrival; ``batch_id`` makes the key unique.
+    """
+    moment = datetime.fromtimestamp(first_arrival, UTC)
+    return f"{RAW_PREFIX}{moment:%Y/%m/%d/%H}/{moment:%Y%m%dT%H%M%SZ}-{batch_id}{RAW_SUFFIX}"
 
 
 def split_of(digest: str, test_percent: int = 20, validation_percent: int = 10) -> str:

@@ -1,4 +1,5 @@
-"""The sink against a real S3 server (moto) that goes off the network: nothing is lost."""
+"""The collector against a real S3 server (moto) that goes off the network: batches wait in
+the journal, nothing is lost."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tweetdomains.codecs import keep_reason, read_jsonl_bytes
 from tweetdomains.records import Record
 from tweetdomains.simulate import generate
 from tweetdomains.store import open_store
+from tweetdomains_collector.journal import journal_records
 from tweetdomains_collector.service import CollectorStats, run_collector, spool_root
 from tweetdomains_collector.settings import Settings
 
@@ -92,7 +94,7 @@ def test_store_outage_spools_and_everything_lands_after_it_returns(
     expected = [r.id for r in generate(stats.received, seed=11) if keep_reason(r) is None]
     assert sorted(ids) == sorted(expected), "every kept record of the stream, none twice"
     assert stats.spool_depth == 0
-    assert not any(spool_root(settings.spool_dir, uri).rglob("*.jsonl.gz"))
+    assert not list(journal_records(spool_root(settings.spool_dir, uri)))
 
 
 def test_restarted_collector_uploads_what_an_earlier_run_spooled(
@@ -105,7 +107,8 @@ def test_restarted_collector_uploads_what_an_earlier_run_spooled(
     first = run_collector(down, handle_signals=False)
     assert first.kept == 1172 and first.written == 0
     assert first.batches_spooled == 3 and first.spool_depth == 3
-    assert len(list(spool_root(down.spool_dir, uri).rglob("*.jsonl.gz"))) == 3
+    journal = spool_root(down.spool_dir, uri)
+    assert len(list(journal.glob("*.seg"))) == 3 and len(list(journal_records(journal))) == 1172
 
     proxy.restore()
     empty = tmp_path / "nothing.jsonl"

@@ -6,6 +6,7 @@ mid-stream disconnect, a 429, an error payload and tweets re-sent after a reconn
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -22,9 +23,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port, require_data
-from tests.integration.xstream_server import KEEP_ALIVE, Plan, XStreamServer, stream_messages_from
+from tests.integration.xstream_server import KEEP_ALIVE, Plan, Timeline, XStreamServer, stream_messages_from
 from tweetdomains.codecs import keep_reason, parse_payload, read_jsonl_bytes
 from tweetdomains.records import Record
+from tweetdomains.simulate import stream_messages
 from tweetdomains.store import open_store
 from tweetdomains_collector.service import CollectorError, CollectorStats, run_collector
 from tweetdomains_collector.settings import Settings
@@ -249,3 +251,78 @@ def _metric_or_zero(port: int, name: str) -> float:
         return _metric(port, name)
     except OSError:
         return 0.0
+
+
+def _live_run(
+    timeline: Timeline, tmp_path: Path, gap: Callable[[], None], **extra: Any
+) -> tuple[CollectorStats, list[Record]]:
+    """Collect from a live timeline; ``gap`` makes the disconnect once 30 messages arrived."""
+    uri = str(tmp_path / "store")
+    stats = CollectorStats()
+    stop = threading.Event()
+    with XStreamServer(token=TOKEN, timeline=timeline) as server:
+        settings = _settings(server, uri, tmp_path, **extra)
+        thread = threading.Thread(
+            target=run_collector,
+            args=(settings,),
+            kwargs={"stop": stop, "handle_signals": False, "stats": stats},
+        )
+        thread.start()
+        try:
+            _wait_for(lambda: stats.received >= 30, 30)
+            gap()
+            _wait_for(lambda: timeline.published() == len(timeline.messages), 60)
+            _wait_for(
+                lambda: (
+                    len(timeline.sent_indexes) and timeline.sent_indexes[-1] == len(timeline.messages) - 1
+                ),
+                30,
+            )
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+    return stats, _stored(uri)
+
+
+def _wait_for(condition: Callable[[], Any], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _live_expected(timeline: Timeline) -> set[str]:
+    first = min(timeline.sent_indexes)
+    return {
+        r.id
+        for m in timeline.messages[first:]
+        for r in parse_payload(m)
+        if keep_reason(r) is None and r.id is not None
+    }
+
+
+def test_a_short_disconnect_is_backfilled_without_loss_or_duplicates(tmp_path: Path) -> None:
+    timeline = Timeline(list(itertools.islice(stream_messages(seed=71), 200)), rate=40)
+    stats, stored = _live_run(timeline, tmp_path, lambda: timeline.drop(refuse_for=1.5))
+    ids = [r.id for r in stored]
+    assert timeline.backfill_asked == [1] and stats.backfill_requests >= 1  # 503s asked too
+    assert set(ids) == _live_expected(timeline) and len(ids) == len(set(ids))
+    assert stats.duplicates > 0  # what the backfill re-sent was seen and dropped
+
+
+def test_a_refused_backfill_is_logged_once_and_the_stream_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    timeline = Timeline(list(itertools.islice(stream_messages(seed=72), 200)), rate=40, refuse_backfill=True)
+
+    def two_gaps() -> None:
+        timeline.drop()
+        time.sleep(1.5)
+        timeline.drop()
+
+    with caplog.at_level("INFO", logger="tweetdomains.collector"):
+        stats, stored = _live_run(timeline, tmp_path, two_gaps)
+    refusals = [r for r in caplog.records if "refused backfill_minutes" in r.getMessage()]
+    assert len(refusals) == 1 and stats.backfill_refused and stats.backfill_requests == 1
+    assert len(stored) == len({r.id for r in stored}) > 0

@@ -6,6 +6,12 @@ connection follows the next :class:`Plan` (status, messages, how the connection 
 test scripts disconnects, 429s, error payloads and bad tokens. ``TcpProxy`` forwards a port
 to another and can be cut and restored, to take a real server (the S3 one) off the network
 without losing its state.
+
+With a :class:`Timeline` the server is a live stream instead: messages are published on the
+server's clock at a fixed rate, a connection gets what is published while it is open, and
+``backfill_minutes=N`` (1-5, as X's stream offers it) first re-sends what was published in
+the last N minutes, duplicates included. The test drops connections, refuses reconnects for a
+while, or jumps the server's clock ahead to stand for a long gap without waiting for it.
 """
 
 from __future__ import annotations
@@ -43,6 +49,54 @@ class Plan:
     body: dict[str, Any] | None = None
 
 
+class Timeline:
+    """Messages published at ``rate`` a second on the server's clock (wall time + ``offset``).
+
+    Message *i* is published at ``start + i / rate`` and its ``created_at`` says so. After the
+    last message, connections get keep-alives. :meth:`skip` jumps the clock ahead: what would
+    have been published meanwhile is published at once (a gap a client can only backfill).
+    ``refuse_backfill`` answers a backfill request with 400, as access levels without it do.
+    """
+
+    def __init__(
+        self, messages: list[Any], rate: float, offset: float = 0.0, refuse_backfill: bool = False
+    ) -> None:
+        self.rate = rate
+        self.offset = offset
+        self.refuse_backfill = refuse_backfill
+        self.start = time.time() + offset
+        self.messages = [_stamped(m, self.start + i / rate) for i, m in enumerate(messages)]
+        self.generation = 0  # bumped by drop(): open connections end
+        self.refuse_until = 0.0  # wall time: reconnects answered 503 until then
+        self.backfill_asked: list[int] = []
+        self.sent_indexes: list[int] = []
+        self.connect_indexes: list[int] = []  # the first live message of each connection
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def published(self, at: float | None = None) -> int:
+        """How many messages are published by server time ``at`` (default now)."""
+        at = self.now() if at is None else at
+        return max(0, min(len(self.messages), int((at - self.start) * self.rate) + 1))
+
+    def skip(self, seconds: float) -> None:
+        """Jump the server's clock ahead by ``seconds``."""
+        self.offset += seconds
+
+    def drop(self, refuse_for: float = 0.0) -> None:
+        """End every open connection (no final chunk); answer 503 for ``refuse_for`` seconds."""
+        self.refuse_until = time.time() + refuse_for
+        self.generation += 1
+
+
+def _stamped(message: Any, at: float) -> Any:
+    if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
+        return message
+    moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+    return {**message, "data": {**message["data"], "created_at": moment}}
+
+
 class XStreamServer:
     """A threaded HTTP server on 127.0.0.1 that plays :class:`Plan` objects, one per connection.
 
@@ -51,8 +105,15 @@ class XStreamServer:
     arrival time (monotonic); ``sent`` counts JSON messages written.
     """
 
-    def __init__(self, plans: Iterable[Plan] = (), token: str | None = None, keep_alive_every: float = 0.1):
+    def __init__(
+        self,
+        plans: Iterable[Plan] = (),
+        token: str | None = None,
+        keep_alive_every: float = 0.1,
+        timeline: Timeline | None = None,
+    ):
         self.plans = list(plans)
+        self.timeline = timeline
         self.token = token
         self.keep_alive_every = keep_alive_every
         self.requests: list[dict[str, Any]] = []
@@ -75,6 +136,7 @@ class XStreamServer:
                             "at": time.monotonic(),
                         }
                     )
+                    live = server.timeline if not server.plans else None
                     plan = server.plans.pop(0) if server.plans else Plan()
                 if parsed.path not in ("/2/tweets/sample/stream", "/2/tweets/search/stream"):
                     plan = Plan(status=404, body={"title": "Not Found Error"})
@@ -84,6 +146,9 @@ class XStreamServer:
                     plan = Plan(
                         status=401, body={"title": "Unauthorized", "status": 401, "type": "about:blank"}
                     )
+                query = parse_qs(parsed.query)
+                if plan.status == 200 and live is not None:
+                    plan = self._live_plan(live, query)
                 if plan.status != 200:
                     self._error(plan)
                     return
@@ -91,6 +156,9 @@ class XStreamServer:
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
+                if live is not None:
+                    self._play_live(live, query)
+                    return
                 try:
                     for message in plan.messages:
                         if server._stopping.is_set():
@@ -118,6 +186,44 @@ class XStreamServer:
                 except OSError:
                     pass  # the client went away
                 self.close_connection = True
+
+            def _live_plan(self, live: Timeline, query: dict[str, list[str]]) -> Plan:
+                if time.time() < live.refuse_until:
+                    return Plan(status=503, body={"title": "Service Unavailable", "status": 503})
+                if "backfill_minutes" in query and live.refuse_backfill:
+                    detail = "backfill_minutes is not available for your access level"
+                    return Plan(
+                        status=400, body={"title": "Invalid Request", "detail": detail, "status": 400}
+                    )
+                return Plan()
+
+            def _play_live(self, live: Timeline, query: dict[str, list[str]]) -> None:
+                generation = live.generation
+                index = live.published()
+                live.connect_indexes.append(index)
+                if "backfill_minutes" in query:
+                    minutes = max(1, min(5, int(query["backfill_minutes"][0])))
+                    live.backfill_asked.append(minutes)
+                    index = live.published(live.now() - minutes * 60)
+                try:
+                    while not server._stopping.is_set():
+                        if live.generation != generation:
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return
+                        upto = live.published()
+                        while index < upto:
+                            line = json.dumps(live.messages[index]).encode()
+                            self._chunk(line + b"\r\n")
+                            live.sent_indexes.append(index)
+                            with server._lock:
+                                server.sent += 1
+                            index += 1
+                        self._chunk(b"\r\n")
+                        time.sleep(0.05)
+                except OSError:
+                    pass
+                finally:
+                    self.close_connection = True
 
             def _chunk(self, data: bytes) -> None:
                 self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
@@ -208,6 +314,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.delay = 0.0  # seconds to hold each chunk sent upstream (a slow link)
+        self.bytes_up = 0  # bytes forwarded upstream so far
 
     def restore(self) -> None:
         """Listen and forward again."""
@@ -241,13 +349,17 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, up: bool = False) -> None:
         try:
             src.settimeout(None)
-            while data := src.recv(65536):
+            while data := src.recv(16384 if up and self.delay else 65536):
+                if up:
+                    if self.delay:
+                        time.sleep(self.delay)
+                    self.bytes_up += len(data)
                 dst.sendall(data)
         except OSError:
             pass

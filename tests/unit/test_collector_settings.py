@@ -78,3 +78,58 @@ def test_missing_replay_file_is_a_one_line_error(
     code = main(["collect", "--source", "replay:/nonexistent/*.jsonl", "--store", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1].startswith("tweetdomains collect: error: no files match")
+
+
+def test_journal_and_backfill_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.journal, defaults.journal_sync_ms, defaults.backfill) == (True, 200, True)
+    monkeypatch.setenv("TWEETDOMAINS_JOURNAL_SYNC_MS", "50")
+    monkeypatch.setenv("TWEETDOMAINS_JOURNAL_MAX_BYTES", "4096")
+    monkeypatch.setenv("TWEETDOMAINS_BACKFILL", "false")
+    settings = Settings()
+    assert (settings.journal_sync_ms, settings.journal_max_bytes, settings.backfill) == (50, 4096, False)
+    with pytest.raises(ValueError):
+        Settings(journal_sync_ms=0)
+
+
+def test_backfill_minutes_cover_the_gap_up_to_five_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from tweetdomains_collector.sources import XApiSource
+    from tweetdomains_collector.stats import CollectorStats
+
+    source = XApiSource(Settings(x_bearer_token="t"), CollectorStats())
+    assert source.backfill_minutes() is None  # nothing received yet: nothing to backfill
+    now = time.monotonic()
+    for gap, minutes in ((10, 1), (56, 2), (170, 3), (290, 5), (400, None)):
+        source._last_data_at = now - gap
+        assert source.backfill_minutes() == minutes, gap
+    source._last_data_at, source._newest_created = now, time.time() - 200  # the stream's clock says 200 s
+    assert source.backfill_minutes() == 4
+    source.backfill = False
+    assert source.backfill_minutes() is None
+
+
+def test_health_and_metrics_report_the_journal() -> None:
+    import time
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tweetdomains_collector.stats import CollectorStats, StatsMetrics
+
+    stats = CollectorStats(journal_depth=3, journal_bytes=12345, journal_fsync_seconds=0.002)
+    stats.journal_oldest_at = time.time() - 9
+    health = stats.health()
+    assert health["journal_depth"] == 3 and health["journal_bytes"] == 12345
+    assert 8 < health["journal_oldest_unconfirmed_s"] < 60 and health["journal_fsync_seconds"] == 0.002
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsMetrics(stats))
+    text = generate_latest(registry).decode()
+    for name in (
+        "journal_depth 3.0",
+        "journal_bytes 12345.0",
+        "journal_fsync_seconds 0.002",
+        "journal_full 0.0",
+    ):
+        assert f"tweetdomains_collector_{name}" in text
+    assert "tweetdomains_collector_journal_oldest_unconfirmed_seconds" in text

@@ -1,4 +1,4 @@
-"""The batching sink on a local store: limits, key layout, dedupe, atomic spool."""
+"""The batching sink on a local store: limits, key layout, dedupe, failed uploads kept in the journal."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from tweetdomains.codecs import read_jsonl_bytes
 from tweetdomains.records import Record
 from tweetdomains.store import LocalStore
-from tweetdomains_collector.sink import BatchSink, DedupeWindow, Spool, batch_key
+from tweetdomains_collector.journal import journal_records
+from tweetdomains_collector.sink import BatchSink, DedupeWindow, batch_key
 from tweetdomains_collector.stats import CollectorStats
 
 KEY = re.compile(r"^raw/\d{4}/\d{2}/\d{2}/\d{2}/\d{8}T\d{6}Z-[0-9a-f]{32}\.jsonl\.gz$")
@@ -91,19 +92,13 @@ def test_dedupe_window_is_bounded_and_forgets_the_least_recent() -> None:
     assert not window.seen(None) and not window.seen(None)
 
 
-def test_batch_keys_are_unique_and_use_the_utc_hour() -> None:
+def test_batch_keys_follow_the_journal_segment_and_use_the_utc_hour() -> None:
     when = 1_654_041_600.0  # 2022-06-01T00:00:00Z
-    keys = {batch_key(when) for _ in range(1000)}
-    assert len(keys) == 1000
-    assert all(k.startswith("raw/2022/06/01/00/20220601T000000Z-") for k in keys)
-
-
-def test_spool_writes_atomically_and_lists_oldest_first(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool")
-    spool.save("raw/2022/06/01/01/b.jsonl.gz", b"2")
-    spool.save("raw/2022/06/01/00/a.jsonl.gz", b"1")
-    (tmp_path / "spool" / "raw" / "2022" / "06" / "01" / "00" / ".tmp-partial").write_bytes(b"half")
-    assert [k for k, _ in spool.pending()] == ["raw/2022/06/01/00/a.jsonl.gz", "raw/2022/06/01/01/b.jsonl.gz"]
+    keys = {batch_key(when, "ab" * 8, seq) for seq in range(1000)}
+    assert len(keys) == 1000 and all(KEY.match(k) for k in keys)
+    assert all(k.startswith("raw/2022/06/01/00/20220601T000000Z-abababababababab") for k in keys)
+    assert batch_key(when, "ab" * 8, 7) == batch_key(when, "ab" * 8, 7)  # a re-upload: the same key
+    assert batch_key(when, "ab" * 8, 7) != batch_key(when, "cd" * 8, 7)  # another journal: another key
 
 
 class FlakyStore(LocalStore):
@@ -134,4 +129,5 @@ def test_failed_writes_are_spooled_then_retried_until_they_land(tmp_path: Path) 
     sink.close(drain_seconds=10)
     assert stats.written == 20 and stats.spool_depth == 0
     assert sorted(r.id for b in _read(store) for r in b) == [r.id for r in _records(20)]
-    assert not list((tmp_path / "spool").rglob("*.jsonl.gz"))
+    assert not list(journal_records(tmp_path / "spool"))
+    assert not list((tmp_path / "spool").glob("*.seg"))

@@ -1,4 +1,4 @@
-"""The collector run: source thread -> bounded queue -> filters and dedupe -> batching sink.
+"""The collector run: source thread -> bounded queue -> filters and dedupe -> journal -> batching sink.
 
 :func:`run_collector` is the in-process entry point the CLI, the demo and the tests share.
 The queue between the source and the sink is bounded, so a fast source waits for the sink
@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tweetdomains.codecs import ParseStats, format_legacy_line, keep_reason, read_jsonl_bytes
+from tweetdomains.dataset import RAW_PREFIX
 from tweetdomains.records import Record
 from tweetdomains.store import ObjectStore, open_store
 from tweetdomains_collector.settings import Settings, get_settings
-from tweetdomains_collector.sink import BatchSink
+from tweetdomains_collector.sink import BatchSink, JournalFull
 from tweetdomains_collector.sources import CollectorError, Source, build_source
 from tweetdomains_collector.stats import CollectorStats, OpsServer
 
@@ -35,7 +36,7 @@ __all__ = ["CollectorError", "CollectorStats", "export_legacy", "run_collector",
 
 
 def spool_root(spool_dir: str | Path, store_uri: str) -> Path:
-    """The spool folder for one store (so a batch is never retried against another store)."""
+    """The journal folder for one store (so a batch is never uploaded to another store)."""
     digest = hashlib.sha1(store_uri.encode("utf-8")).hexdigest()[:16]
     return Path(spool_dir).expanduser() / digest
 
@@ -133,18 +134,27 @@ def run_collector(
         compress_level=settings.compress_level,
         spool_retry_start=settings.spool_retry_start,
         spool_retry_max=settings.spool_retry_max,
+        journal=settings.journal,
+        journal_sync_ms=settings.journal_sync_ms,
+        journal_max_bytes=settings.journal_max_bytes,
     )
     log.info(
         "collector started",
         extra={"source": settings.source.split(",")[0], "store": store.uri, "spool_depth": stats.spool_depth},
     )
+    if stats.spool_depth and not sink.wait_uploaded(settings.drain_seconds):
+        log.warning(
+            "the store has not taken the earlier run's batches yet; reading on, they stay in the journal",
+            extra={"spool_depth": stats.spool_depth},
+        )
+    intake = _Intake(settings, stats, sink, stop)
     pipe = _Pipe(settings.queue_size)
     worker = threading.Thread(target=_run_source, args=(source, pipe), name="collector-source", daemon=True)
     bar = _Progress(stats, settings.status_seconds, progress)
     try:
         with _signals_set(stop, handle_signals):
             worker.start()
-            stats.stop_reason = _consume(settings, stats, sink, pipe, stop, bar)
+            stats.stop_reason = _consume(intake, pipe, stop, bar, settings)
             source.stop()
             at_limit = stats.stop_reason == "limit"
             if not at_limit:
@@ -153,8 +163,9 @@ def run_collector(
                 deadline = time.monotonic() + 5.0
                 while worker.is_alive() and time.monotonic() < deadline:
                     with suppress(queue.Empty):
-                        _drain(settings, stats, sink, [pipe.queue.get(timeout=0.05)], count_only=False)
-            _drain(settings, stats, sink, pipe.close(), count_only=at_limit)
+                        intake.take(pipe.queue.get(timeout=0.05))
+            for chunk in pipe.close():
+                intake.take(chunk, count_only=at_limit)
             worker.join(timeout=1.0)
     finally:
         bar.close()
@@ -179,6 +190,8 @@ def _summary(stats: CollectorStats) -> dict[str, Any]:
         "written": stats.written,
         "spooled": stats.spooled,
         "spool_depth": stats.spool_depth,
+        "journal_depth": stats.journal_depth,
+        "journal_torn": stats.journal_torn,
     }
 
 
@@ -226,60 +239,114 @@ def _run_source(source: Source, pipe: _Pipe) -> None:
         pipe.done.set()
 
 
-def _consume(
-    settings: Settings,
-    stats: CollectorStats,
-    sink: BatchSink,
-    pipe: _Pipe,
-    stop: threading.Event,
-    bar: _Progress,
-) -> str:
-    languages = settings.language_list
-    require = settings.require_annotations
-    limit = settings.limit
+class _Intake:
+    """The one path every received chunk takes: the filters (language, annotations), the
+    ``limit``, then the sink. While the journal is full it does not return (so the caller
+    stops reading the stream): it says so once, waits for room and goes on."""
+
+    def __init__(self, settings: Settings, stats: CollectorStats, sink: BatchSink, stop: threading.Event):
+        self.languages = settings.language_list
+        self.require = settings.require_annotations
+        self.limit = settings.limit
+        self.drain_seconds = settings.drain_seconds
+        self.stats = stats
+        self.sink = sink
+        self.stop = stop
+
+    def at_limit(self) -> bool:
+        return self.limit is not None and self.stats.kept >= self.limit
+
+    def take(self, chunk: list[Record], count_only: bool = False) -> bool:
+        """Filter and keep ``chunk``; True once ``limit`` records are kept (the rest counted)."""
+        stats = self.stats
+        candidates = []
+        for record in chunk:
+            reason = keep_reason(record, self.languages, self.require)
+            if reason is not None:
+                stats.drop(reason)
+            else:
+                candidates.append(record)
+        while candidates and not (count_only or self.at_limit()):
+            room = len(candidates) if self.limit is None else self.limit - stats.kept
+            part, candidates = candidates[:room], candidates[room:]
+            self._keep(part)
+        for _ in candidates:
+            stats.drop("limit")
+        return self.at_limit()
+
+    def _keep(self, records: list[Record]) -> None:
+        deadline: float | None = None
+        while True:
+            if self.sink.full():
+                self._paused("the journal's byte limit is reached")
+            else:
+                try:
+                    self.sink.add_many(records)
+                except JournalFull as exc:
+                    records = records[exc.consumed :]
+                    if not self.stats.journal_full:
+                        self.sink.flush()  # the open batch can then drain and free its space
+                    self._paused(str(exc))
+                else:
+                    self._resumed()
+                    return
+            if self.stop.is_set():
+                deadline = deadline or time.monotonic() + self.drain_seconds
+                if time.monotonic() >= deadline:
+                    for _ in records:
+                        self.stats.drop("journal_full")
+                    log.error(
+                        "stopping with the journal full: records not kept", extra={"records": len(records)}
+                    )
+                    return
+            self.sink.tick()
+            time.sleep(0.1)
+
+    def wait_for_room(self) -> None:
+        """Do not read on while the journal is at its byte limit (unless stopping)."""
+        while self.sink.full() and not self.stop.is_set():
+            self._paused("the journal's byte limit is reached")
+            self.sink.tick()
+            time.sleep(0.1)
+        self._resumed()
+
+    def _paused(self, why: str) -> None:
+        if not self.stats.journal_full:
+            self.stats.journal_full = True
+            self.stats.journal_full_pauses += 1
+            log.warning(
+                "journal full: stopped reading the stream until batches are stored or space returns",
+                extra={"reason": why, "journal_bytes": self.stats.journal_bytes},
+            )
+
+    def _resumed(self) -> None:
+        if self.stats.journal_full:
+            self.stats.journal_full = False
+            log.info("journal has room again: reading the stream resumed")
+
+
+def _consume(intake: _Intake, pipe: _Pipe, stop: threading.Event, bar: _Progress, settings: Settings) -> str:
     deadline = time.monotonic() + settings.max_seconds if settings.max_seconds else None
     while True:
         if stop.is_set():
             return "stopped"
+        intake.wait_for_room()
         try:
             chunk = pipe.queue.get(timeout=0.2)
         except queue.Empty:
             if pipe.done.is_set() and pipe.queue.empty():
                 return "end of input"
             chunk = []
-        for index, record in enumerate(chunk):
-            reason = keep_reason(record, languages, require)
-            if reason is not None:
-                stats.drop(reason)
-            elif sink.add(record) and limit is not None and stats.kept >= limit:
-                for _ in chunk[index + 1 :]:
-                    stats.drop("limit")
-                return "limit"
+        if intake.take(chunk):
+            return "limit"
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             return "max-seconds"
-        sink.tick()
+        intake.sink.tick()
         bar.update(now)
 
 
-def _drain(
-    settings: Settings, stats: CollectorStats, sink: BatchSink, chunks: list[list[Record]], count_only: bool
-) -> None:
-    languages = settings.language_list
-    limit = settings.limit
-    for chunk in chunks:
-        for record in chunk:
-            if count_only or (limit is not None and stats.kept >= limit):
-                stats.drop("limit")
-                continue
-            reason = keep_reason(record, languages, settings.require_annotations)
-            if reason is not None:
-                stats.drop(reason)
-            else:
-                sink.add(record)
-
-
-def export_legacy(store: ObjectStore, out: TextIO, prefix: str = "raw/") -> ParseStats:
+def export_legacy(store: ObjectStore, out: TextIO, prefix: str = RAW_PREFIX) -> ParseStats:
     """Write every record under ``prefix`` in the original project's legacy line format."""
     stats = ParseStats()
     for key in store.list(prefix):

@@ -47,7 +47,11 @@ class Settings(CommonSettings):
     dedupe_window: int = Field(default=200_000, ge=0)
     queue_size: int = Field(default=256, ge=1)
 
+    # The journal (write-ahead log) lives under spool_dir; a failed upload leaves it there.
     spool_dir: str = "var/spool"
+    journal: bool = True
+    journal_sync_ms: int = Field(default=200, ge=1, le=60_000)
+    journal_max_bytes: int = Field(default=1 << 30, ge=1)
     spool_retry_start: float = Field(default=1.0, gt=0)
     spool_retry_max: float = Field(default=60.0, gt=0)
     drain_seconds: float = Field(default=10.0, ge=0)
@@ -62,6 +66,9 @@ class Settings(CommonSettings):
     http_backoff_max: float = Field(default=320.0, ge=0)
     rate_limit_backoff_start: float = Field(default=60.0, ge=0)
     stream_read_timeout: float = Field(default=21.0, gt=0)
+    # Ask for backfill_minutes after a disconnect of at most 5 minutes (off where the access
+    # level refuses it; a refusal is detected, logged once, and backfill is dropped).
+    backfill: bool = True
 
     @field_validator("source")
     @classmethod

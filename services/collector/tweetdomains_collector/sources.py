@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -27,6 +29,7 @@ Emit = Callable[[list[Record]], bool]
 TWEET_FIELDS = ["lang", "created_at", "context_annotations", "referenced_tweets"]
 EXPANSIONS = ["referenced_tweets.id"]
 CHUNK = 256
+BACKFILL_MAX_SECONDS = 300  # X re-sends at most the last 5 minutes
 
 
 class CollectorError(Exception):
@@ -233,6 +236,10 @@ class XApiSource(Source):
         self.backoff = Backoff(settings)
         self._emit: Emit | None = None
         self._disconnected_at: float | None = None
+        self.backfill = settings.backfill
+        self._last_data_at: float | None = None  # monotonic, the last tweet received
+        self._newest_created: float | None = None  # epoch, the newest created_at received
+        self._asked_backfill = 0
         self.stream = _stream_class()(
             settings.x_bearer_token.get_secret_value(),
             settings.x_api_base_url,
@@ -264,6 +271,7 @@ class XApiSource(Source):
         records = parse_payload(payload, self.stats.parse)
         if not records:
             return not self.stopping.is_set()
+        self._note_received(records)
         self.stats.received += len(records)
         assert self._emit is not None
         if not self._emit(records):
@@ -277,11 +285,55 @@ class XApiSource(Source):
         super().stop()
         self.stream.disconnect()
 
+    def _note_received(self, records: list[Record]) -> None:
+        self._last_data_at = time.monotonic()
+        for record in records:
+            created = _epoch(record.created_at)
+            if created is not None and (self._newest_created is None or created > self._newest_created):
+                self._newest_created = created
+
+    def backfill_minutes(self) -> int | None:
+        """The ``backfill_minutes`` that covers the gap since the last tweet received: measured
+        by the local clock and by the stream's own (the newest ``created_at``), whichever is
+        longer, plus a few seconds; None when off, at the first connection, or past 5 minutes."""
+        if not self.backfill or self._last_data_at is None:
+            return None
+        gap = time.monotonic() - self._last_data_at
+        if self._newest_created is not None:
+            gap = max(gap, time.time() - self._newest_created)
+        gap += 5.0
+        if gap > BACKFILL_MAX_SECONDS + 5.0:
+            log.warning(
+                "disconnected longer than backfill can cover: tweets of the gap are missed",
+                extra={"gap_s": round(gap, 1)},
+            )
+            return None
+        return max(1, min(5, math.ceil(gap / 60)))
+
+    def _refused_backfill(self, status: int | None) -> bool:
+        """Whether an HTTP error answers a request that asked for backfill (then turn it off)."""
+        if not self._asked_backfill or status not in (400, 403):
+            return False
+        self.backfill = False
+        self.stats.backfill_refused = True
+        log.warning(
+            "the stream refused backfill_minutes (access level?): reconnecting without it from now on",
+            extra={"status": status, "backfill_minutes": self._asked_backfill},
+        )
+        return True
+
     def run(self, emit: Emit) -> None:
         self._emit = emit
         while not self.stopping.is_set():
             self.stream.connected_once = False
-            self.stream.sample(tweet_fields=TWEET_FIELDS, expansions=EXPANSIONS)
+            minutes = self.backfill_minutes()
+            self._asked_backfill = minutes or 0
+            params: dict[str, Any] = {"tweet_fields": TWEET_FIELDS, "expansions": EXPANSIONS}
+            if minutes:
+                params["backfill_minutes"] = minutes
+                self.stats.backfill_requests += 1
+                log.info("reconnecting with backfill", extra={"backfill_minutes": minutes})
+            self.stream.sample(**params)
             if self.stream.connected_once:
                 self.backoff.reset()
             if self.stopping.is_set():
@@ -292,6 +344,8 @@ class XApiSource(Source):
                 self.stats.disconnects += 1
             if self._disconnected_at is None:
                 self._disconnected_at = time.monotonic()
+            if kind == "http" and self._refused_backfill(status):
+                continue
             if status in (401, 403):
                 raise CollectorError(
                     f"the X API refused the bearer token (HTTP {status}): check X_BEARER_TOKEN", exit_code=3
@@ -307,6 +361,15 @@ class XApiSource(Source):
             self.stats.seconds_disconnected += time.monotonic() - self._disconnected_at
             self._disconnected_at = None
         self.stats.connected = False
+
+
+def _epoch(created_at: str | None) -> float | None:
+    if not created_at:
+        return None
+    try:
+        return datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def build_source(settings: Settings, stats: CollectorStats) -> Source:

@@ -24,8 +24,11 @@ log = logging.getLogger("tweetdomains.collector")
 @dataclass
 class CollectorStats:
     """What one collector run did. ``received`` counts records the source produced,
-    ``kept`` those that passed the filters and were not duplicates, ``written`` those in a
-    batch that reached the store, ``spooled`` those in a batch that waits in the spool."""
+    ``kept`` those that passed the filters, were not duplicates and are in the journal,
+    ``written`` those in a batch that reached the store, ``spooled`` those in a batch whose
+    upload failed (it waits in the journal). ``journal_synced`` counts this run's kept
+    records covered by the last fsync; ``journal_recovered`` the unconfirmed records found in
+    the journal at start, ``journal_torn`` the torn tail records cut off then."""
 
     source: str = ""
     received: int = 0
@@ -39,6 +42,19 @@ class CollectorStats:
     batches_spooled: int = 0
     spool_depth: int = 0
     store_errors: int = 0
+    journal_depth: int = 0
+    journal_bytes: int = 0
+    journal_oldest_at: float = 0.0
+    journal_synced: int = 0
+    journal_fsyncs: int = 0
+    journal_fsync_seconds: float = 0.0
+    journal_fsync_max_seconds: float = 0.0
+    journal_torn: int = 0
+    journal_recovered: int = 0
+    journal_full: bool = False
+    journal_full_pauses: int = 0
+    backfill_requests: int = 0
+    backfill_refused: bool = False
     disconnects: int = 0
     seconds_disconnected: float = 0.0
     connected: bool = False
@@ -52,6 +68,25 @@ class CollectorStats:
         """Count one record dropped for ``reason``."""
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
+    def journal_oldest_age(self, now: float | None = None) -> float:
+        """Seconds since the oldest unconfirmed journaled record arrived (0: none pending)."""
+        if not self.journal_oldest_at:
+            return 0.0
+        return max(0.0, (time.time() if now is None else now) - self.journal_oldest_at)
+
+    def health(self) -> dict[str, Any]:
+        """The ``/healthz`` body."""
+        return {
+            "status": "ok",
+            "connected": self.connected,
+            "spool_depth": self.spool_depth,
+            "journal_depth": self.journal_depth,
+            "journal_bytes": self.journal_bytes,
+            "journal_oldest_unconfirmed_s": round(self.journal_oldest_age(), 3),
+            "journal_fsync_seconds": round(self.journal_fsync_seconds, 6),
+            "journal_full": self.journal_full,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the CLI prints it on its last line)."""
         out = asdict(self)
@@ -59,6 +94,7 @@ class CollectorStats:
         out["elapsed"] = round(self.elapsed, 3)
         out["seconds_disconnected"] = round(self.seconds_disconnected, 3)
         out.pop("started_at")
+        out.pop("journal_oldest_at")
         return out
 
     def status_line(self) -> str:
@@ -68,6 +104,7 @@ class CollectorStats:
         return (
             f"received={self.received} kept={self.kept} dropped={dropped} duplicates={self.duplicates} "
             f"written={self.written} batches={self.batches_written} spool_depth={self.spool_depth} "
+            f"journal={self.journal_depth}/{self.journal_bytes}B "
             f"disconnects={self.disconnects} rate={self.kept / elapsed:.0f}/s"
         )
 
@@ -99,6 +136,28 @@ class StatsMetrics:
             ("disconnects", "Stream disconnects", s.disconnects),
             ("seconds_disconnected", "Seconds spent disconnected from the stream", s.seconds_disconnected),
             ("api_errors", "Error entries in stream payloads", s.api_errors),
+            (
+                "journal_synced_records",
+                "Records of this run covered by the last journal fsync",
+                s.journal_synced,
+            ),
+            ("journal_fsyncs", "Journal fsyncs", s.journal_fsyncs),
+            ("journal_torn_records", "Torn journal tail records cut off on recovery", s.journal_torn),
+            (
+                "journal_recovered_records",
+                "Unconfirmed records found in the journal at start",
+                s.journal_recovered,
+            ),
+            (
+                "journal_full_pauses",
+                "Times reading stopped because the journal was full",
+                s.journal_full_pauses,
+            ),
+            (
+                "backfill_requests",
+                "Reconnects that asked the stream for backfill_minutes",
+                s.backfill_requests,
+            ),
         ]
         for name, doc, value in counters:
             yield CounterMetricFamily(f"{prefix}_{name}", doc, value=value)
@@ -109,9 +168,26 @@ class StatsMetrics:
         yield GaugeMetricFamily(
             f"{prefix}_spool_depth", "Batches waiting in the local spool", value=s.spool_depth
         )
-        yield GaugeMetricFamily(
-            f"{prefix}_connected", "1 while the stream is connected", value=int(s.connected)
-        )
+        gauges = [
+            ("connected", "1 while the stream is connected", int(s.connected)),
+            (
+                "journal_depth",
+                "Unconfirmed journal segments (batches), the open one included",
+                s.journal_depth,
+            ),
+            ("journal_bytes", "Bytes of unconfirmed records in the journal", s.journal_bytes),
+            (
+                "journal_oldest_unconfirmed_seconds",
+                "Age of the oldest record not yet confirmed by the store",
+                s.journal_oldest_age(),
+            ),
+            ("journal_fsync_seconds", "Duration of the last journal fsync", s.journal_fsync_seconds),
+            ("journal_fsync_max_seconds", "Longest journal fsync so far", s.journal_fsync_max_seconds),
+            ("journal_full", "1 while reading is stopped because the journal is full", int(s.journal_full)),
+            ("backfill_refused", "1 once the stream refused backfill_minutes", int(s.backfill_refused)),
+        ]
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily(f"{prefix}_{name}", doc, value=value)
 
 
 class OpsServer:
@@ -128,9 +204,7 @@ class OpsServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/healthz":
-                    body = json.dumps(
-                        {"status": "ok", "connected": stats.connected, "spool_depth": stats.spool_depth}
-                    ).encode()
+                    body = json.dumps(stats.health()).encode()
                     self._send(200, "application/json", body)
                 elif path == "/metrics":
                     self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
