@@ -1,0 +1,438 @@
+"""The corpus at stream scale: every raw batch as shards, deduplicated and split without records.
+
+:meth:`ShardedCorpus.prepare` is the sharded counterpart of ``load_dataset`` +
+``encode_dataset``:
+
+1. every raw batch without a words shard is parsed and tokenized, in a process pool;
+2. duplicates go by 8-byte hashes, corpus-wide, with ``build_dataset``'s rule (the first
+   record of an id wins, then the first of a content), in store key order;
+3. the split is :func:`dataset.split_of` of the content hash, so no tweet changes sides;
+4. the vocabulary comes from token counts summed shard by shard over the train split
+   (the same table ``build_vocab`` makes from the records), or is given;
+5. every shard not yet encoded with that vocabulary is, by table lookup.
+
+The splits it returns have ``EncodedSplit``'s interface (``len``, ``lengths``, ``labels``,
+``batch(rows)``) over memory-mapped shards, so ``train_batches``/``eval_batches`` drive them
+unchanged; :mod:`tweetdomains_trainer.stream` adds rank-disjoint streaming with a bounded
+shuffle buffer and a resumable position. The rows come in the order ``load_dataset`` keeps
+them, so the same recipe and seed train the same model on either path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from tweetdomains import codecs
+from tweetdomains.dataset import RAW_PREFIX
+from tweetdomains.store import LocalStore, ObjectNotFound, ObjectStore
+from tweetdomains.text import Vocabulary
+from tweetdomains_trainer.data import SPLITS, build_vocab
+from tweetdomains_trainer.shards import (
+    SHARDS_PREFIX,
+    ShardCache,
+    ShardFile,
+    WordShard,
+    encode_words,
+    encoded_key,
+    stats_of,
+    tokenize_batch,
+    tokenize_task,
+    vocab_dir,
+    words_key,
+)
+
+log = logging.getLogger(__name__)
+
+SPLIT_CODES = {"test": 0, "validation": 1, "train": 2}
+
+
+@dataclass
+class Part:
+    """One shard's rows in one split: local row numbers into its encoded arrays."""
+
+    key: str  # the raw batch
+    ids: np.ndarray
+    offsets: np.ndarray
+    rows: np.ndarray  # int64, ascending
+    label_ids: np.ndarray
+    label_offsets: np.ndarray
+    label_columns: np.ndarray  # the shard's label id -> column in the corpus labels (-1: none)
+
+
+@dataclass
+class ShardedSplit:
+    """One split over memory-mapped shards, with ``EncodedSplit``'s batch interface.
+
+    Row ``i`` is the ``i``-th kept record of the split in corpus order; ``parts`` hold
+    them shard by shard.
+    """
+
+    parts: list[Part]
+    num_labels: int
+    bases: np.ndarray = field(init=False)  # first row of each part, then the total
+    _lengths: np.ndarray | None = field(default=None, init=False, repr=False)
+    _labels: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.bases = np.zeros(len(self.parts) + 1, dtype=np.int64)
+        np.cumsum([len(p.rows) for p in self.parts], out=self.bases[1:])
+
+    def __len__(self) -> int:
+        return int(self.bases[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Ids per row (int64), for ``train_batches``/``eval_batches``."""
+        if self._lengths is None:
+            self._lengths = np.concatenate(
+                [p.offsets[p.rows + 1] - p.offsets[p.rows] for p in self.parts] or [np.zeros(0, np.int64)]
+            ).astype(np.int64)
+        return self._lengths
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The dense 0/1 ``uint8 [rows, labels]`` matrix (built on first use, then kept)."""
+        if self._labels is None:
+            self._labels = self.targets(np.arange(len(self))).astype(np.uint8)
+        return self._labels
+
+    def label_counts(self) -> np.ndarray:
+        """Positives per label, without the dense matrix."""
+        total = np.zeros(self.num_labels, dtype=np.int64)
+        for p in self.parts:
+            starts, ends = p.label_offsets[p.rows], p.label_offsets[p.rows + 1]
+            columns = p.label_columns[np.asarray(p.label_ids)[_ranges(starts, ends)]]
+            total += np.bincount(columns[columns >= 0], minlength=self.num_labels)
+        return total
+
+    def concat(self, other: ShardedSplit) -> ShardedSplit:
+        """The rows of this split then those of ``other`` (``concat_splits`` for shards)."""
+        return ShardedSplit(self.parts + other.parts, self.num_labels)
+
+    def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's part and its local row number in that part's encoded arrays."""
+        part = np.searchsorted(self.bases, rows, side="right") - 1
+        return part, rows - self.bases[part]
+
+    def targets(self, rows: np.ndarray) -> np.ndarray:
+        """Float 0/1 targets ``[len(rows), labels]``."""
+        out = np.zeros((len(rows), self.num_labels), dtype=np.float32)
+        part, local = self.locate(np.asarray(rows, dtype=np.int64))
+        for index in np.unique(part):
+            p, where = self.parts[index], np.flatnonzero(part == index)
+            shard_rows = p.rows[local[where]]
+            starts, ends = p.label_offsets[shard_rows], p.label_offsets[shard_rows + 1]
+            columns = p.label_columns[np.asarray(p.label_ids)[_ranges(starts, ends)]]
+            row_of = np.repeat(where, ends - starts)
+            keep = columns >= 0
+            out[row_of[keep], columns[keep]] = 1.0
+        return out
+
+    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ids ``[b, longest]``, lengths ``[b]`` and float targets ``[b, labels]``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        part, local = self.locate(rows)
+        lengths = np.zeros(len(rows), dtype=np.int64)
+        gathered: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for index in np.unique(part):
+            p, where = self.parts[index], np.flatnonzero(part == index)
+            shard_rows = p.rows[local[where]]
+            starts = p.offsets[shard_rows]
+            lengths[where] = p.offsets[shard_rows + 1] - starts
+            gathered.append((where, starts, p.ids))
+        width = int(lengths.max()) if len(rows) else 1
+        steps = np.arange(width)
+        padded = np.zeros((len(rows), width), dtype=np.int64)
+        for where, starts, ids in gathered:
+            mask = steps[None, :] < lengths[where][:, None]
+            positions = (starts[:, None] + steps[None, :])[mask]
+            block = np.zeros((len(where), width), dtype=np.int64)
+            block[mask] = ids[positions]
+            padded[where] = block
+        return torch.from_numpy(padded), torch.from_numpy(lengths), torch.from_numpy(self.targets(rows))
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(s, e)`` for each pair, without a Python loop."""
+    counts = ends - starts
+    if not len(counts) or not counts.sum():
+        return np.zeros(0, dtype=np.int64)
+    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+
+
+@dataclass
+class CorpusCounts:
+    """What the preparation saw, in ``Dataset.summary``'s terms."""
+
+    stats: codecs.ParseStats = field(default_factory=codecs.ParseStats)
+    unlabeled: int = 0
+    duplicates_by_id: int = 0
+    duplicates_by_content: int = 0
+    batches: int = 0
+    tokenized: int = 0  # batches tokenized by this call (the rest came from their shards)
+    encoded: int = 0  # shards encoded with the vocabulary by this call
+    label_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ShardedCorpus:
+    """The three splits over shards, with the vocabulary and label order they use."""
+
+    train: ShardedSplit
+    validation: ShardedSplit
+    test: ShardedSplit
+    vocab: Vocabulary
+    labels: list[str]
+    data_hash: str
+    max_tokens: int
+    counts: CorpusCounts
+
+    @property
+    def cache_key(self) -> str:
+        """The store key of this corpus's manifest (a checkpoint names its data by it)."""
+        return f"{SHARDS_PREFIX}{vocab_dir(self.vocab, self.max_tokens)}/corpus-{self.data_hash}.json"
+
+    def split(self, name: str) -> ShardedSplit:
+        split: ShardedSplit = getattr(self, name)
+        return split
+
+    def summary(self) -> str:
+        c = self.counts
+        top = ", ".join(f"{n} {k}" for n, k in Counter(c.label_counts).most_common(8))
+        kept = len(self.train) + len(self.validation) + len(self.test)
+        return (
+            f"records read {c.stats.records}, kept {kept} (train {len(self.train)}, "
+            f"validation {len(self.validation)}, test {len(self.test)}); duplicates {c.duplicates_by_id} "
+            f"by id + {c.duplicates_by_content} by content; unlabeled {c.unlabeled}; bad lines "
+            f"{c.stats.bad_lines}; {len(c.label_counts)} labels (top: {top}); {c.batches} batches, "
+            f"{c.tokenized} tokenized now, {c.encoded} encoded now"
+        )
+
+    @classmethod
+    def prepare(
+        cls,
+        store: ObjectStore,
+        vocab: Vocabulary | None = None,
+        vocab_kind: str = "word",
+        min_count: int = 2,
+        max_vocab: int = 50_000,
+        max_tokens: int = 64,
+        test_percent: int = 20,
+        validation_percent: int = 10,
+        workers: int | None = None,
+        local_dir: str | None = None,
+        say: Callable[[str], None] = log.info,
+    ) -> ShardedCorpus:
+        """Shard, deduplicate, split and encode every batch under ``raw/`` (see the module doc).
+
+        ``workers`` processes tokenize new batches (default: the CPUs). ValueError when the
+        corpus cannot train a model.
+        """
+        cache = ShardCache(store, local_dir)
+        raw_keys = [k for k in store.list(RAW_PREFIX) if k.endswith((".jsonl.gz", ".jsonl"))]
+        counts = CorpusCounts(batches=len(raw_keys))
+        missing = [k for k in raw_keys if _needs_tokenizing(cache, k)]
+        if missing:
+            say(f"shards: tokenizing {len(missing)} of {len(raw_keys)} raw batches")
+            counts.tokenized = _tokenize_all(store, cache, missing, workers)
+        shards = [WordShard.open(cache, k) for k in raw_keys]
+        codes = _split_codes(shards, counts, test_percent, validation_percent)
+        labels = _train_labels(shards, codes)
+        if vocab is None:
+            vocab = _corpus_vocab(shards, codes, vocab_kind, min_count, max_vocab)
+        encoded = []
+        for shard in shards:
+            key = encoded_key(shard.key, vocab, max_tokens)
+            try:
+                encoded.append(cache.open(key))
+                continue
+            except ObjectNotFound:
+                pass
+            except (ValueError, OSError) as exc:  # a damaged shard is encoded again
+                log.warning("re-encoding unreadable shard %s: %s", key, exc)
+            cache.put(key, encode_words(shard, vocab, max_tokens))
+            encoded.append(cache.open(key))
+            counts.encoded += 1
+        splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
+        _count_labels(counts, splits["train"], labels, splits)
+        digest = _data_hash(shards, test_percent, validation_percent)
+        corpus = cls(vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, counts=counts, **splits)
+        source = f"{getattr(store, 'uri', store)}/raw/"
+        if not len(corpus.train):
+            raise ValueError(f"no labeled training records in {source} ({corpus.summary()})")
+        if not len(corpus.validation):
+            raise ValueError(f"no validation records in {source}: need more labeled tweets ({corpus.summary()})")
+        store.put(corpus.cache_key, json.dumps(corpus.manifest(), indent=1).encode())
+        return corpus
+
+    def manifest(self) -> dict[str, Any]:
+        """The corpus as JSON: its batches, vocabulary, labels and split sizes."""
+        return {
+            "data_hash": self.data_hash,
+            "vocab_dir": vocab_dir(self.vocab, self.max_tokens),
+            "vocab_json": self.vocab.to_json(),
+            "labels": self.labels,
+            "batches": [p.key for p in self.train.parts],
+            "rows": {name: len(self.split(name)) for name in SPLITS},
+            "summary": self.summary(),
+        }
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def _needs_tokenizing(cache: ShardCache, raw_key: str) -> bool:
+    key = words_key(raw_key)
+    if not cache.exists(key):
+        return True
+    if isinstance(cache.store, LocalStore):  # a batch rewritten in place (tests do) is re-read
+        try:
+            shard = ShardFile(cache.root / key)
+        except (ValueError, OSError, KeyError):
+            return True
+        return int(shard.meta["raw_bytes"]) != (cache.store.root / raw_key).stat().st_size
+    return False
+
+
+def _tokenize_all(store: ObjectStore, cache: ShardCache, keys: Sequence[str], workers: int | None) -> int:
+    """Tokenize ``keys`` in ``workers`` processes, at most two batches in flight per worker."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(keys)))
+    if workers == 1:
+        for key in keys:
+            cache.put(words_key(key), tokenize_batch(key, store.get(key)))
+        return len(keys)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: set[concurrent.futures.Future[tuple[str, bytes]]] = set()
+        queue = iter(keys)
+        for key in queue:
+            pending.add(pool.submit(tokenize_task, (key, store.get(key))))
+            if len(pending) >= 2 * workers:
+                done, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+                for future in done:
+                    raw_key, data = future.result()
+                    cache.put(words_key(raw_key), data)
+        for future in concurrent.futures.as_completed(pending):
+            raw_key, data = future.result()
+            cache.put(words_key(raw_key), data)
+    return len(keys)
+
+
+def _split_codes(
+    shards: Sequence[WordShard], counts: CorpusCounts, test_percent: int, validation_percent: int
+) -> list[np.ndarray]:
+    """Per shard, each row's split code (``SPLIT_CODES``), or -1 for a duplicate.
+
+    ``build_dataset``'s rule over the whole corpus at once: a record whose id an earlier
+    record had is a duplicate by id (and does not claim its content); of the rest, the first
+    record of each content hash is kept.
+    """
+    for shard in shards:
+        counts.stats.merge(stats_of(shard.file))
+        counts.unlabeled += int(shard.file.meta["unlabeled"])
+    sizes = [len(s) for s in shards]
+    content = np.concatenate([np.asarray(s.file["content_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
+    ids = np.concatenate([np.asarray(s.file["id_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
+    has_id = np.concatenate([np.asarray(s.file["has_id"]) for s in shards] or [np.zeros(0, bool)])
+    with_id = np.flatnonzero(has_id)
+    first_of_id = np.zeros(len(content), dtype=bool)
+    first_of_id[with_id[np.unique(ids[with_id], return_index=True)[1]]] = True
+    by_id = has_id & ~first_of_id
+    candidates = np.flatnonzero(~by_id)
+    keep = np.zeros(len(content), dtype=bool)
+    keep[candidates[np.unique(content[candidates], return_index=True)[1]]] = True
+    counts.duplicates_by_id = int(by_id.sum())
+    counts.duplicates_by_content = len(candidates) - int(keep.sum())
+    del ids, has_id, by_id, first_of_id, candidates
+    # split_of reads the digest's first 8 hex digits: the hash's top 4 bytes.
+    bucket = (content >> np.uint64(32)) % np.uint64(100)
+    code = np.full(len(content), SPLIT_CODES["train"], dtype=np.int8)
+    code[bucket < test_percent + validation_percent] = SPLIT_CODES["validation"]
+    code[bucket < test_percent] = SPLIT_CODES["test"]
+    code[~keep] = -1
+    return np.split(code, np.cumsum(sizes)[:-1]) if shards else []
+
+
+def _train_labels(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> list[str]:
+    """Every label of the kept train rows, sorted: the model's output order."""
+    names: set[str] = set()
+    for shard, code in zip(shards, codes, strict=True):
+        offsets = shard.file["label_offsets"]
+        rows = np.flatnonzero(code == SPLIT_CODES["train"])
+        used = np.unique(np.asarray(shard.file["label_ids"])[_ranges(offsets[rows], offsets[rows + 1])])
+        names.update(shard.labels[i] for i in used)
+    return sorted(names)
+
+
+def _corpus_vocab(
+    shards: Sequence[WordShard], codes: Sequence[np.ndarray], kind: str, min_count: int, max_vocab: int
+) -> Vocabulary:
+    """``build_vocab`` over the train split, from token counts summed shard by shard."""
+    counts: Counter[str] = Counter()
+    for shard, code in zip(shards, codes, strict=True):
+        in_train = np.repeat(code == SPLIT_CODES["train"], shard.lengths)
+        used = np.bincount(np.asarray(shard.file["token_ids"])[in_train], minlength=len(shard.tokens))
+        tokens = shard.tokens
+        counts.update({tokens[i]: int(used[i]) for i in np.flatnonzero(used)})
+    if kind == "word":
+        # Counter.update adds a mapping's counts: one "text" holding every count builds the
+        # very table the records would.
+        return build_vocab(cast(list[list[str]], [counts]), kind, min_count, max_vocab)
+    return build_vocab(_repeated(counts), kind, min_count, max_vocab)  # type: ignore[arg-type]
+
+
+def _repeated(counts: Counter[str]) -> Iterator[list[str]]:
+    """Each word as often as it occurs: the same piece counts as the records give."""
+    for word, count in counts.items():
+        yield [word] * count
+
+
+def _split(
+    shards: Sequence[WordShard],
+    encoded: Sequence[ShardFile],
+    codes: Sequence[np.ndarray],
+    code: int,
+    labels: Sequence[str],
+) -> ShardedSplit:
+    column = {name: i for i, name in enumerate(labels)}
+    parts = [
+        Part(
+            key=shard.key,
+            ids=file["ids"],
+            offsets=np.asarray(file["offsets"]),
+            rows=np.flatnonzero(shard_codes == code).astype(np.int64),
+            label_ids=shard.file["label_ids"],
+            label_offsets=np.asarray(shard.file["label_offsets"]),
+            label_columns=np.array([column.get(n, -1) for n in shard.labels] or [-1], dtype=np.int64),
+        )
+        for shard, file, shard_codes in zip(shards, encoded, codes, strict=True)
+    ]
+    return ShardedSplit(parts, len(labels))
+
+
+def _count_labels(
+    counts: CorpusCounts, train: ShardedSplit, labels: Sequence[str], splits: dict[str, ShardedSplit]
+) -> None:
+    """Label frequencies over the kept rows of every split (the summary's top labels)."""
+    total = sum((s.label_counts() for s in splits.values()), np.zeros(len(labels), dtype=np.int64))
+    counts.label_counts = {name: int(n) for name, n in zip(labels, total, strict=True) if n}
+
+
+def _data_hash(shards: Sequence[WordShard], test_percent: int, validation_percent: int) -> str:
+    """A digest of the batches (raw batches are immutable, so key and size name one) and split."""
+    digest = hashlib.sha1(f"split {test_percent} {validation_percent}\n".encode())
+    for shard in shards:
+        digest.update(f"{shard.key}\t{shard.file.meta['raw_bytes']}\n".encode())
+    return digest.hexdigest()[:16]
