@@ -40,6 +40,7 @@ import numpy as np
 from tweetdomains.store import LocalStore
 
 APPEND_SHARE = 0.05
+STARTED = time.perf_counter()  # a measured child's time to its first step counts from here
 
 
 def data_dir() -> Path:
@@ -126,11 +127,11 @@ def write_batches(store: LocalStore, n: int, batch_size: int, seed: int, start: 
 # ----------------------------------------------------------------------------- the measured paths
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS plus its largest finished child's (the pool's workers), in MB."""
+def peak_rss_mb() -> tuple[float, float]:
+    """This process's peak RSS and its largest finished child's (a pool worker), in MB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + children) / 1024
+    return own / 1024, children / 1024
 
 
 def first_step(split: Any, rows: np.ndarray, vocab_size: int, num_labels: int) -> float:
@@ -146,30 +147,40 @@ def first_step(split: Any, rows: np.ndarray, vocab_size: int, num_labels: int) -
     return train_step(model, split.batch(rows), optimizer, bce_loss(None, 0.0), torch.device("cpu"))
 
 
-def child(path: str, store_dir: str, workers: int, batch_size: int) -> dict[str, Any]:
-    started = time.perf_counter()
+def child(path: str, store_dir: str, workers: int, batch_size: int, started: float) -> dict[str, Any]:
+    """One path in this process: ``prep_s`` counts from after the imports, ``first_step_s``
+    from the process's start."""
     store = LocalStore(store_dir)
     if path == "baseline":
         from tweetdomains_trainer.data import encode_dataset, load_dataset, train_batches
 
+        prep_started = time.perf_counter()
         encoded = encode_dataset(load_dataset(store), store, use_cache=False)
-        prep = time.perf_counter() - started
+        prep = time.perf_counter() - prep_started
         rows = train_batches(encoded.train.lengths, batch_size, np.random.default_rng(0))[0]
         loss = first_step(encoded.train, rows, len(encoded.vocab), len(encoded.labels))
         summary = f"train {len(encoded.train)} validation {len(encoded.validation)} test {len(encoded.test)}"
+        pool = 0
     else:
         from tweetdomains_trainer.corpus import ShardedCorpus
         from tweetdomains_trainer.stream import stream_batches
 
+        prep_started = time.perf_counter()
         corpus = ShardedCorpus.prepare(store, workers=workers)
-        prep = time.perf_counter() - started
+        prep = time.perf_counter() - prep_started
         rows = next(stream_batches(corpus.train, batch_size, seed=0))
         loss = first_step(corpus.train, rows, len(corpus.vocab), len(corpus.labels))
         summary = corpus.summary()
+        tokenized = corpus.counts.tokenized
+        pool = min(workers, tokenized) if workers > 1 and tokenized > 1 else 0
+    own, worker = peak_rss_mb()
     return {
         "prep_s": prep,
         "first_step_s": time.perf_counter() - started,
-        "peak_rss_mb": peak_rss_mb(),
+        # The pool's workers run beside the process: their largest peak counts once per worker.
+        "peak_rss_mb": own + worker * pool,
+        "own_rss_mb": own,
+        "worker_rss_mb": worker,
         "loss": loss,
         "summary": summary,
     }
@@ -183,7 +194,8 @@ def run_child(path: str, store_dir: Path, args: argparse.Namespace) -> dict[str,
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     print(
         f"{path:>9}: prep {result['prep_s']:7.1f} s, first step at {result['first_step_s']:7.1f} s, "
-        f"peak RSS {result['peak_rss_mb']:7.0f} MB  ({result['summary'][:160]})",
+        f"peak RSS {result['peak_rss_mb']:6.0f} MB (process {result['own_rss_mb']:.0f}, "
+        f"largest worker {result['worker_rss_mb']:.0f})\n           {result['summary']}",
         flush=True,
     )
     return result
@@ -202,7 +214,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.store, args.workers, args.batch_size)))
+        print(json.dumps(child(args.child, args.store, args.workers, args.batch_size, STARTED)))
         return
     n = 2_000 if args.dry_run else args.records
     batches = 4 if args.dry_run else args.batches

@@ -122,6 +122,10 @@ def test_content_hash_fast_path_is_exact() -> None:
         "RT @x retweeted text",
         "rtl is a channel",
         "a &amp; b &amp;amp; c",
+        "fish &amp; chips",
+        "&amp;lt;3 double escaped",
+        "RT&#32;@x: an escaped space",
+        "&#82;T @x: an escaped R",
         "",
         "⚽ goal!!! https://t.co/x @who",
     ]

@@ -19,6 +19,7 @@ header (each array's dtype, shape and byte offset, plus ``meta``), then the arra
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import tempfile
@@ -191,11 +192,12 @@ def hash64(hex_digest: str) -> int:
 def content_hash64(text: str, tokens: list[str]) -> int:
     """:func:`hash64` of :func:`text.content_hash`, reusing the tweet's tokens where that is exact.
 
-    ``content_key`` unescapes HTML and drops a retweet prefix before normalizing; for a text
-    without ``&`` that does not start with ``rt`` both are no-ops, so its key is the tokens
-    already made for training, less the clitics.
+    ``content_key`` unescapes HTML once more than ``normalize`` does and drops a retweet
+    prefix first. Where a second unescape changes nothing and no ``rt`` starts the text,
+    both are no-ops, so the key is the tokens already made for training, less the clitics.
     """
-    if "&" in text or text[:2].lower() == "rt":
+    unescaped = html.unescape(text) if "&" in text else text
+    if unescaped[:2].lower() == "rt" or ("&" in unescaped and html.unescape(unescaped) != unescaped):
         return hash64(content_hash(text))
     key = " ".join(t for t in tokens if not t.startswith("'") and t != "n't")
     return hash64(hashlib.sha1(key.encode("utf-8")).hexdigest())
