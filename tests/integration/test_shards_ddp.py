@@ -33,12 +33,15 @@ if rank == 0:  # one rank shards the batches; the others find them in the store
 dist.barrier()
 corpus = ShardedCorpus.prepare(store, workers=1)
 torch.manual_seed(0)
-config = ModelConfig(vocab_size=len(corpus.vocab), num_labels=len(corpus.labels), embedding_dim=8, hidden_dim=8)
+config = ModelConfig(
+    vocab_size=len(corpus.vocab), num_labels=len(corpus.labels), embedding_dim=8, hidden_dim=8
+)
 model = nn.parallel.DistributedDataParallel(build_model(config))
 optimizer = make_optimizer(model, 0.01)
 split, keys, steps = corpus.train, set(), 0
 for epoch in range(2):
-    for rows in stream_batches(split, 8, seed=5, position=StreamPosition(epoch, 0), rank=rank, world_size=world):
+    position = StreamPosition(epoch, 0)
+    for rows in stream_batches(split, 8, seed=5, position=position, rank=rank, world_size=world):
         parts, _ = split.locate(rows)
         keys.update(f"{epoch}:{split.parts[p].key}" for p in set(parts.tolist()))
         train_step(model, split.batch(rows), optimizer, bce_loss(None, 0.0), torch.device("cpu"))
@@ -57,11 +60,21 @@ def test_two_torchrun_processes_read_disjoint_shards_in_equal_steps(tmp_path: Pa
         store.put(f"raw/2026/11/29/{i:02d}/b.jsonl.gz", codecs.write_jsonl_gz(generate(80, seed=i)))
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT, encoding="utf-8")
-    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+    ]
     argv += ["--master-port", str(free_port()), str(script), str(store.root)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = sorted((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")), key=lambda x: x["rank"])
+    lines = sorted(
+        (json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")), key=lambda x: x["rank"]
+    )
     assert [x["rank"] for x in lines] == [0, 1]
     assert lines[0]["steps"] == lines[1]["steps"] > 0  # the same number of steps on every rank
     for epoch in ("0:", "1:"):

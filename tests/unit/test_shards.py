@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +190,9 @@ def test_stream_is_deterministic_bounded_and_resumes_mid_epoch(store: LocalStore
     assert all(len(b) == batch for b in run)
     flat = [r for b in run for r in b]
     assert len(flat) == len(set(flat))  # no row twice in an epoch
-    resumed = stream_batches(split, batch, seed=3, position=StreamPosition(0, 5), buffer_rows=40, chunk_batches=2)
+    resumed = stream_batches(
+        split, batch, seed=3, position=StreamPosition(0, 5), buffer_rows=40, chunk_batches=2
+    )
     assert [b.tolist() for b in resumed] == run[5:]
     # Within a chunk the batches are length-bucketed, as train_batches' are.
     sorted_run = train_batches(split.lengths, batch, np.random.default_rng(0))

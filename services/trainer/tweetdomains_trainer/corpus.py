@@ -11,10 +11,10 @@
    (the same table ``build_vocab`` makes from the records), or is given;
 5. every shard not yet encoded with that vocabulary is, by table lookup.
 
-The splits it returns have ``EncodedSplit``'s interface (``len``, ``lengths``, ``labels``,
-``batch(rows)``) over memory-mapped shards, so ``train_batches``/``eval_batches`` drive them
-unchanged; :mod:`tweetdomains_trainer.stream` adds rank-disjoint streaming with a bounded
-shuffle buffer and a resumable position. The rows come in the order ``load_dataset`` keeps
+The splits it returns (:class:`stream.ShardedSplit`) have ``EncodedSplit``'s interface over
+memory-mapped shards, so ``train_batches``/``eval_batches`` drive them unchanged;
+:func:`stream.stream_batches` adds rank-disjoint streaming with a bounded shuffle buffer and a
+resumable position. The rows come in the order ``load_dataset`` keeps
 them, so the same recipe and seed train the same model on either path.
 """
 
@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-import torch
 
 from tweetdomains import codecs
 from tweetdomains.dataset import RAW_PREFIX
@@ -52,124 +51,11 @@ from tweetdomains_trainer.shards import (
     vocab_dir,
     words_key,
 )
+from tweetdomains_trainer.stream import Part, ShardedSplit, flat_ranges
 
 log = logging.getLogger(__name__)
 
 SPLIT_CODES = {"test": 0, "validation": 1, "train": 2}
-
-
-@dataclass
-class Part:
-    """One shard's rows in one split: local row numbers into its encoded arrays."""
-
-    key: str  # the raw batch
-    ids: np.ndarray
-    offsets: np.ndarray
-    rows: np.ndarray  # int64, ascending
-    label_ids: np.ndarray
-    label_offsets: np.ndarray
-    label_columns: np.ndarray  # the shard's label id -> column in the corpus labels (-1: none)
-
-
-@dataclass
-class ShardedSplit:
-    """One split over memory-mapped shards, with ``EncodedSplit``'s batch interface.
-
-    Row ``i`` is the ``i``-th kept record of the split in corpus order; ``parts`` hold
-    them shard by shard.
-    """
-
-    parts: list[Part]
-    num_labels: int
-    bases: np.ndarray = field(init=False)  # first row of each part, then the total
-    _lengths: np.ndarray | None = field(default=None, init=False, repr=False)
-    _labels: np.ndarray | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.bases = np.zeros(len(self.parts) + 1, dtype=np.int64)
-        np.cumsum([len(p.rows) for p in self.parts], out=self.bases[1:])
-
-    def __len__(self) -> int:
-        return int(self.bases[-1])
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Ids per row (int64), for ``train_batches``/``eval_batches``."""
-        if self._lengths is None:
-            self._lengths = np.concatenate(
-                [p.offsets[p.rows + 1] - p.offsets[p.rows] for p in self.parts] or [np.zeros(0, np.int64)]
-            ).astype(np.int64)
-        return self._lengths
-
-    @property
-    def labels(self) -> np.ndarray:
-        """The dense 0/1 ``uint8 [rows, labels]`` matrix (built on first use, then kept)."""
-        if self._labels is None:
-            self._labels = self.targets(np.arange(len(self))).astype(np.uint8)
-        return self._labels
-
-    def label_counts(self) -> np.ndarray:
-        """Positives per label, without the dense matrix."""
-        total = np.zeros(self.num_labels, dtype=np.int64)
-        for p in self.parts:
-            starts, ends = p.label_offsets[p.rows], p.label_offsets[p.rows + 1]
-            columns = p.label_columns[np.asarray(p.label_ids)[_ranges(starts, ends)]]
-            total += np.bincount(columns[columns >= 0], minlength=self.num_labels)
-        return total
-
-    def concat(self, other: ShardedSplit) -> ShardedSplit:
-        """The rows of this split then those of ``other`` (``concat_splits`` for shards)."""
-        return ShardedSplit(self.parts + other.parts, self.num_labels)
-
-    def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's part and its local row number in that part's encoded arrays."""
-        part = np.searchsorted(self.bases, rows, side="right") - 1
-        return part, rows - self.bases[part]
-
-    def targets(self, rows: np.ndarray) -> np.ndarray:
-        """Float 0/1 targets ``[len(rows), labels]``."""
-        out = np.zeros((len(rows), self.num_labels), dtype=np.float32)
-        part, local = self.locate(np.asarray(rows, dtype=np.int64))
-        for index in np.unique(part):
-            p, where = self.parts[index], np.flatnonzero(part == index)
-            shard_rows = p.rows[local[where]]
-            starts, ends = p.label_offsets[shard_rows], p.label_offsets[shard_rows + 1]
-            columns = p.label_columns[np.asarray(p.label_ids)[_ranges(starts, ends)]]
-            row_of = np.repeat(where, ends - starts)
-            keep = columns >= 0
-            out[row_of[keep], columns[keep]] = 1.0
-        return out
-
-    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-padded ids ``[b, longest]``, lengths ``[b]`` and float targets ``[b, labels]``."""
-        rows = np.asarray(rows, dtype=np.int64)
-        part, local = self.locate(rows)
-        lengths = np.zeros(len(rows), dtype=np.int64)
-        gathered: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for index in np.unique(part):
-            p, where = self.parts[index], np.flatnonzero(part == index)
-            shard_rows = p.rows[local[where]]
-            starts = p.offsets[shard_rows]
-            lengths[where] = p.offsets[shard_rows + 1] - starts
-            gathered.append((where, starts, p.ids))
-        width = int(lengths.max()) if len(rows) else 1
-        steps = np.arange(width)
-        padded = np.zeros((len(rows), width), dtype=np.int64)
-        for where, starts, ids in gathered:
-            mask = steps[None, :] < lengths[where][:, None]
-            positions = (starts[:, None] + steps[None, :])[mask]
-            block = np.zeros((len(where), width), dtype=np.int64)
-            block[mask] = ids[positions]
-            padded[where] = block
-        return torch.from_numpy(padded), torch.from_numpy(lengths), torch.from_numpy(self.targets(rows))
-
-
-def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(s, e)`` for each pair, without a Python loop."""
-    counts = ends - starts
-    if not len(counts) or not counts.sum():
-        return np.zeros(0, dtype=np.int64)
-    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
 
 
 @dataclass
@@ -184,6 +70,8 @@ class CorpusCounts:
     tokenized: int = 0  # batches tokenized by this call (the rest came from their shards)
     encoded: int = 0  # shards encoded with the vocabulary by this call
     label_counts: dict[str, int] = field(default_factory=dict)
+    test_percent: int = 20
+    validation_percent: int = 10
 
 
 @dataclass
@@ -234,15 +122,20 @@ class ShardedCorpus:
         workers: int | None = None,
         local_dir: str | None = None,
         say: Callable[[str], None] = log.info,
+        raw_keys: Sequence[str] | None = None,
     ) -> ShardedCorpus:
         """Shard, deduplicate, split and encode every batch under ``raw/`` (see the module doc).
 
-        ``workers`` processes tokenize new batches (default: the CPUs). ValueError when the
-        corpus cannot train a model.
+        ``workers`` processes tokenize new batches (default: the CPUs); ``raw_keys`` limits
+        the corpus to those batches (:meth:`load` uses it). ValueError when the corpus
+        cannot train a model.
         """
         cache = ShardCache(store, local_dir)
-        raw_keys = [k for k in store.list(RAW_PREFIX) if k.endswith((".jsonl.gz", ".jsonl"))]
-        counts = CorpusCounts(batches=len(raw_keys))
+        if raw_keys is None:
+            raw_keys = [k for k in store.list(RAW_PREFIX) if k.endswith((".jsonl.gz", ".jsonl"))]
+        counts = CorpusCounts(
+            batches=len(raw_keys), test_percent=test_percent, validation_percent=validation_percent
+        )
         missing = [k for k in raw_keys if _needs_tokenizing(cache, k)]
         if missing:
             say(f"shards: tokenizing {len(missing)} of {len(raw_keys)} raw batches")
@@ -266,15 +159,38 @@ class ShardedCorpus:
             encoded.append(cache.open(key))
             counts.encoded += 1
         splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
-        _count_labels(counts, splits["train"], labels, splits)
+        _count_labels(counts, labels, splits)
         digest = _data_hash(shards, test_percent, validation_percent)
-        corpus = cls(vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, counts=counts, **splits)
+        corpus = cls(
+            vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, counts=counts, **splits
+        )
         source = f"{getattr(store, 'uri', store)}/raw/"
         if not len(corpus.train):
             raise ValueError(f"no labeled training records in {source} ({corpus.summary()})")
         if not len(corpus.validation):
-            raise ValueError(f"no validation records in {source}: need more labeled tweets ({corpus.summary()})")
+            raise ValueError(
+                f"no validation records in {source}: need more labeled tweets ({corpus.summary()})"
+            )
         store.put(corpus.cache_key, json.dumps(corpus.manifest(), indent=1).encode())
+        return corpus
+
+    @classmethod
+    def load(cls, store: ObjectStore, cache_key: str, **options: Any) -> ShardedCorpus:
+        """The corpus a manifest names (a checkpoint's ``cache_key``): its batches only, with
+        its vocabulary and split, even after more batches arrived. ValueError when its data
+        no longer reads the same."""
+        manifest = json.loads(store.get(cache_key))
+        corpus = cls.prepare(
+            store,
+            vocab=Vocabulary.from_json(manifest["vocab_json"]),
+            max_tokens=int(manifest["max_tokens"]),
+            test_percent=int(manifest["test_percent"]),
+            validation_percent=int(manifest["validation_percent"]),
+            raw_keys=manifest["batches"],
+            **options,
+        )
+        if corpus.cache_key != cache_key or corpus.labels != manifest["labels"]:
+            raise ValueError(f"the batches {cache_key} names changed since it was written")
         return corpus
 
     def manifest(self) -> dict[str, Any]:
@@ -284,6 +200,9 @@ class ShardedCorpus:
             "vocab_dir": vocab_dir(self.vocab, self.max_tokens),
             "vocab_json": self.vocab.to_json(),
             "labels": self.labels,
+            "max_tokens": self.max_tokens,
+            "test_percent": self.counts.test_percent,
+            "validation_percent": self.counts.validation_percent,
             "batches": [p.key for p in self.train.parts],
             "rows": {name: len(self.split(name)) for name in SPLITS},
             "summary": self.summary(),
@@ -371,7 +290,7 @@ def _train_labels(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> l
     for shard, code in zip(shards, codes, strict=True):
         offsets = shard.file["label_offsets"]
         rows = np.flatnonzero(code == SPLIT_CODES["train"])
-        used = np.unique(np.asarray(shard.file["label_ids"])[_ranges(offsets[rows], offsets[rows + 1])])
+        used = np.unique(np.asarray(shard.file["label_ids"])[flat_ranges(offsets[rows], offsets[rows + 1])])
         names.update(shard.labels[i] for i in used)
     return sorted(names)
 
@@ -422,9 +341,7 @@ def _split(
     return ShardedSplit(parts, len(labels))
 
 
-def _count_labels(
-    counts: CorpusCounts, train: ShardedSplit, labels: Sequence[str], splits: dict[str, ShardedSplit]
-) -> None:
+def _count_labels(counts: CorpusCounts, labels: Sequence[str], splits: dict[str, ShardedSplit]) -> None:
     """Label frequencies over the kept rows of every split (the summary's top labels)."""
     total = sum((s.label_counts() for s in splits.values()), np.zeros(len(labels), dtype=np.int64))
     counts.label_counts = {name: int(n) for name, n in zip(labels, total, strict=True) if n}

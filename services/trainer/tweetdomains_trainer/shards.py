@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import itertools
 import json
 import os
 import tempfile
@@ -117,7 +118,7 @@ def _table(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def read_table(shard: ShardFile, name: str) -> list[str]:
     """The strings :func:`_table` stored under ``name``."""
     blob, offsets = bytes(shard[f"{name}_blob"]), shard[f"{name}_offsets"].tolist()
-    return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    return [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(offsets)]
 
 
 # ----------------------------------------------------------------------------- store locations
