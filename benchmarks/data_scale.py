@@ -30,12 +30,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from tweetdomains.store import LocalStore
 
@@ -71,7 +74,11 @@ def sources() -> tuple[list[tuple[str, list[str]]], list[str]]:
         return labeled, unlabeled
     if os.environ.get("CI") == "true":
         raise SystemExit(f"CI=true and no shared data at {data_dir()}")
-    topics = {"Sport": "match goal team league", "Music": "album song concert tour", "Food": "pizza recipe chef"}
+    topics = {
+        "Sport": "match goal team league",
+        "Music": "album song concert tour",
+        "Food": "pizza recipe chef",
+    }
     labeled = [(f"the {w} tonight was great", [d]) for d, words in topics.items() for w in words.split()]
     unlabeled = [f"word{i} thing{i % 97} place{i % 13} moment{i % 7}" for i in range(5000)]
     return labeled, unlabeled
@@ -86,7 +93,7 @@ def records(n: int, seed: int, start: int = 0) -> Iterator[dict[str, Any]]:
     phrase = rng.integers(len(unlabeled), size=n)
     word = rng.integers(len(words), size=(n, 3))
     kind = rng.random(n)
-    recent: list[dict[str, Any]] = []
+    recent: deque[dict[str, Any]] = deque(maxlen=100)
     for i in range(n):
         text, domains = labeled[base[i]]
         extra = " ".join(unlabeled[phrase[i]].split()[:8])
@@ -106,7 +113,7 @@ def records(n: int, seed: int, start: int = 0) -> Iterator[dict[str, Any]]:
             record["text"] = "RT @someone: " + recent[int(word[i, 0]) % len(recent)]["text"]
         elif recent and kind[i] > 0.985:  # the stream sent a tweet twice: a duplicate by id
             record = dict(recent[int(word[i, 0]) % len(recent)])
-        recent = (recent + [record])[-100:]
+        recent.append(record)
         yield record
 
 
@@ -119,7 +126,9 @@ def write_batches(store: LocalStore, n: int, batch_size: int, seed: int, start: 
     for first in range(0, n, batch_size):
         size = min(batch_size, n - first)
         lines = "".join(json.dumps(next(stream), ensure_ascii=False) + "\n" for _ in range(size))
-        store.put(f"raw/{prefix}/{count:04d}.jsonl.gz", gzip.compress(lines.encode(), compresslevel=6, mtime=0))
+        store.put(
+            f"raw/{prefix}/{count:04d}.jsonl.gz", gzip.compress(lines.encode(), compresslevel=6, mtime=0)
+        )
         count += 1
     return count
 
@@ -127,11 +136,35 @@ def write_batches(store: LocalStore, n: int, batch_size: int, seed: int, start: 
 # ----------------------------------------------------------------------------- the measured paths
 
 
-def peak_rss_mb() -> tuple[float, float]:
-    """This process's peak RSS and its largest finished child's (a pool worker), in MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return own / 1024, children / 1024
+class PeakMemory:
+    """Samples this process's RSS plus its children's (the pool's workers) every 50 ms.
+
+    ``ru_maxrss`` cannot tell a worker's own peak: a spawned child keeps the high-water mark
+    of the fork it was exec'd from, so every worker would count the parent's memory again.
+    """
+
+    def __init__(self) -> None:
+        self.peak = self.own = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            try:
+                own = me.memory_info().rss
+                total = own + sum(c.memory_info().rss for c in me.children(recursive=True))
+            except psutil.Error:  # a worker exited between listing and reading
+                continue
+            self.peak, self.own = max(self.peak, total / 2**20), max(self.own, own / 2**20)
+
+    def stop(self) -> tuple[float, float]:
+        """(peak of the process and its workers together, peak of the process alone), MB."""
+        self._stop.set()
+        self._thread.join()
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # exact, between samples too
+        return max(self.peak, own), max(self.own, own)
 
 
 def first_step(split: Any, rows: np.ndarray, vocab_size: int, num_labels: int) -> float:
@@ -142,7 +175,9 @@ def first_step(split: Any, rows: np.ndarray, vocab_size: int, num_labels: int) -
     from tweetdomains_trainer.train import make_optimizer, train_step
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(vocab_size=vocab_size, num_labels=num_labels, embedding_dim=32, hidden_dim=32))
+    model = build_model(
+        ModelConfig(vocab_size=vocab_size, num_labels=num_labels, embedding_dim=32, hidden_dim=32)
+    )
     optimizer = make_optimizer(model, 0.01, 0.0, 1.0)
     return train_step(model, split.batch(rows), optimizer, bce_loss(None, 0.0), torch.device("cpu"))
 
@@ -151,6 +186,7 @@ def child(path: str, store_dir: str, workers: int, batch_size: int, started: flo
     """One path in this process: ``prep_s`` counts from after the imports, ``first_step_s``
     from the process's start."""
     store = LocalStore(store_dir)
+    memory = PeakMemory()
     if path == "baseline":
         from tweetdomains_trainer.data import encode_dataset, load_dataset, train_batches
 
@@ -160,7 +196,6 @@ def child(path: str, store_dir: str, workers: int, batch_size: int, started: flo
         rows = train_batches(encoded.train.lengths, batch_size, np.random.default_rng(0))[0]
         loss = first_step(encoded.train, rows, len(encoded.vocab), len(encoded.labels))
         summary = f"train {len(encoded.train)} validation {len(encoded.validation)} test {len(encoded.test)}"
-        pool = 0
     else:
         from tweetdomains_trainer.corpus import ShardedCorpus
         from tweetdomains_trainer.stream import stream_batches
@@ -171,31 +206,37 @@ def child(path: str, store_dir: str, workers: int, batch_size: int, started: flo
         rows = next(stream_batches(corpus.train, batch_size, seed=0))
         loss = first_step(corpus.train, rows, len(corpus.vocab), len(corpus.labels))
         summary = corpus.summary()
-        tokenized = corpus.counts.tokenized
-        pool = min(workers, tokenized) if workers > 1 and tokenized > 1 else 0
-    own, worker = peak_rss_mb()
+    first = time.perf_counter() - started
+    total, own = memory.stop()
     return {
         "prep_s": prep,
-        "first_step_s": time.perf_counter() - started,
-        # The pool's workers run beside the process: their largest peak counts once per worker.
-        "peak_rss_mb": own + worker * pool,
+        "first_step_s": first,
+        "peak_rss_mb": total,
         "own_rss_mb": own,
-        "worker_rss_mb": worker,
         "loss": loss,
         "summary": summary,
     }
 
 
 def run_child(path: str, store_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--child", path, "--store", str(store_dir), "--workers", str(args.workers)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        path,
+        "--store",
+        str(store_dir),
+        "--workers",
+        str(args.workers),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{path} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     print(
         f"{path:>9}: prep {result['prep_s']:7.1f} s, first step at {result['first_step_s']:7.1f} s, "
-        f"peak RSS {result['peak_rss_mb']:6.0f} MB (process {result['own_rss_mb']:.0f}, "
-        f"largest worker {result['worker_rss_mb']:.0f})\n           {result['summary']}",
+        f"peak RSS {result['peak_rss_mb']:6.0f} MB with its workers ({result['own_rss_mb']:.0f} alone)"
+        f"\n           {result['summary']}",
         flush=True,
     )
     return result
@@ -224,15 +265,21 @@ def main() -> None:
         started = time.perf_counter()
         size = -(-n // batches)
         write_batches(store, n, size, args.seed, 0, "2026/11/01")
-        print(f"wrote {n:,} records in {batches} batches in {time.perf_counter() - started:.1f} s", flush=True)
-        base = {"prep_s": float("nan"), "peak_rss_mb": float("nan")}
-        if not args.skip_baseline:
-            base = run_child("baseline", store_dir, args)
+        print(
+            f"wrote {n:,} records in {batches} batches in {time.perf_counter() - started:.1f} s", flush=True
+        )
+        # The sharded runs first, then the baseline on the same records (the appended batches
+        # taken out again), so a long baseline cannot keep the new path's figures from coming.
         cold = run_child("sharded", store_dir, args)
         extra = max(1, round(n * APPEND_SHARE))
         added = write_batches(store, extra, size, args.seed + 1, n, "2026/11/02")
         print(f"appended {extra:,} records ({APPEND_SHARE:.0%}) in {added} batches", flush=True)
         retrain = run_child("sharded", store_dir, args)
+        base = {"prep_s": float("nan"), "peak_rss_mb": float("nan")}
+        if not args.skip_baseline:
+            for key in list(store.list("raw/2026/11/02/")):
+                store.delete(key)
+            base = run_child("baseline", store_dir, args)
         if not args.skip_baseline:
             print(
                 f"ratios: prep {base['prep_s'] / cold['prep_s']:.1f}x faster, peak RSS "

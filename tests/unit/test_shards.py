@@ -210,3 +210,45 @@ def test_ranks_read_disjoint_shards_and_take_equal_steps(store: LocalStore) -> N
         assert set(parts.tolist()) <= set(owned[rank])
     with pytest.raises(ValueError, match="ranks"):
         steps_per_epoch(split, 8, 1, 0, 50)
+
+
+def test_resuming_mid_epoch_reaches_the_weights_of_the_uninterrupted_run(store: LocalStore) -> None:
+    from tweetdomains.model import ModelConfig, bce_loss, build_model
+    from tweetdomains_trainer.train import make_optimizer, train_step
+
+    corpus = ShardedCorpus.prepare(store, workers=1)
+    split, config = corpus.train, ModelConfig(vocab_size=len(corpus.vocab), num_labels=len(corpus.labels))
+    config = replace(config, embedding_dim=8, hidden_dim=8)
+
+    def run(position: StreamPosition, state: dict | None, stop: int | None) -> tuple[dict, StreamPosition]:
+        torch.manual_seed(0)
+        model = build_model(config)
+        optimizer = make_optimizer(model, 0.01)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"])
+        step = position.step
+        for rows in stream_batches(split, 8, seed=2, position=position, buffer_rows=40, chunk_batches=2):
+            if stop is not None and step == stop:
+                break
+            train_step(model, split.batch(rows), optimizer, bce_loss(None, 0.0), torch.device("cpu"))
+            step += 1
+        saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
+        return saved, StreamPosition(position.epoch, step)
+
+    whole, _ = run(StreamPosition(0, 0), None, None)
+    half, position = run(StreamPosition(0, 0), None, 7)
+    assert position == StreamPosition.from_dict(position.to_dict()) == StreamPosition(0, 7)
+    resumed, _ = run(position, half, None)
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_load_reopens_the_manifest_batches_after_more_arrive(store: LocalStore) -> None:
+    first = ShardedCorpus.prepare(store, workers=1)
+    write_batch(store, 30, batch_records(30))
+    again = ShardedCorpus.load(store, first.cache_key, workers=1)
+    assert again.cache_key == first.cache_key and again.vocab == first.vocab
+    assert [len(again.split(n)) for n in SPLITS] == [len(first.split(n)) for n in SPLITS]
+    assert ShardedCorpus.prepare(store, workers=1).cache_key != first.cache_key

@@ -308,11 +308,15 @@ def encode_words(shard: WordShard, vocab: Vocabulary, max_tokens: int) -> bytes:
     Each distinct token is encoded once (one id for a word vocabulary, its pieces for a
     wordpiece one); the records' ids are gathered from that table with numpy.
     """
-    pieces = [vocab.encode([t]) for t in shard.tokens]
-    piece_counts = np.array([len(p) for p in pieces], dtype=np.int64)
-    piece_starts = np.zeros(len(pieces) + 1, dtype=np.int64)
+    if type(vocab) is Vocabulary:  # a word vocabulary: one id per token, in one call
+        piece_ids = np.array(vocab.encode(shard.tokens), dtype=np.int64)
+        piece_counts = np.ones(len(piece_ids), dtype=np.int64)
+    else:
+        pieces = [vocab.encode([t]) for t in shard.tokens]
+        piece_counts = np.array([len(p) for p in pieces], dtype=np.int64)
+        piece_ids = np.array([i for p in pieces for i in p], dtype=np.int64)
+    piece_starts = np.zeros(len(piece_counts) + 1, dtype=np.int64)
     np.cumsum(piece_counts, out=piece_starts[1:])
-    piece_ids = np.array([i for p in pieces for i in p], dtype=np.int64)
 
     token_ids = np.asarray(shard.file["token_ids"], dtype=np.int64)
     row_lengths = np.diff(shard.file["token_offsets"])
