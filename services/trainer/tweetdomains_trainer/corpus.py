@@ -1,118 +1,355 @@
-"""The pre-training corpus: unlabeled tweet texts, deduplicated, split by content, encoded."""
+"""The corpus at stream scale: every raw batch as shards, deduplicated and split without records.
+
+:meth:`ShardedCorpus.prepare` is the sharded counterpart of ``load_dataset`` +
+``encode_dataset``:
+
+1. every raw batch without a words shard is parsed and tokenized, in a process pool;
+2. duplicates go by 8-byte hashes, corpus-wide, with ``build_dataset``'s rule (the first
+   record of an id wins, then the first of a content), in store key order;
+3. the split is :func:`dataset.split_of` of the content hash, so no tweet changes sides;
+4. the vocabulary comes from token counts summed shard by shard over the train split
+   (the same table ``build_vocab`` makes from the records), or is given;
+5. every shard not yet encoded with that vocabulary is, by table lookup.
+
+The splits it returns (:class:`stream.ShardedSplit`) have ``EncodedSplit``'s interface over
+memory-mapped shards, so ``train_batches``/``eval_batches`` drive them unchanged;
+:func:`stream.stream_batches` adds rank-disjoint streaming with a bounded shuffle buffer and a
+resumable position. The rows come in the order ``load_dataset`` keeps
+them, so the same recipe and seed train the same model on either path.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import concurrent.futures
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
 from tweetdomains import codecs
-from tweetdomains.dataset import split_of, store_records
-from tweetdomains.store import ObjectStore
-from tweetdomains.text import content_hash, normalize, tokenize
+from tweetdomains.dataset import RAW_PREFIX
+from tweetdomains.store import LocalStore, ObjectNotFound, ObjectStore
 from tweetdomains.vocab import Vocabulary
-from tweetdomains_trainer.data import EncodedSplit, build_vocab, encode_split
+from tweetdomains_trainer.data import SPLITS, build_vocab
+from tweetdomains_trainer.shards import (
+    SHARDS_PREFIX,
+    ShardCache,
+    ShardFile,
+    WordShard,
+    encode_words,
+    encoded_key,
+    stats_of,
+    tokenize_batch,
+    tokenize_task,
+    vocab_dir,
+    words_key,
+)
+from tweetdomains_trainer.stream import Part, ShardedSplit, flat_ranges
+
+log = logging.getLogger(__name__)
+
+SPLIT_CODES = {"test": 0, "validation": 1, "train": 2}
 
 
 @dataclass
-class Corpus:
-    """The deduplicated texts, encoded, split by content hash into train and held-out validation."""
+class CorpusCounts:
+    """What the preparation saw, in ``Dataset.summary``'s terms."""
 
-    train: EncodedSplit
-    validation: EncodedSplit
+    stats: codecs.ParseStats = field(default_factory=codecs.ParseStats)
+    unlabeled: int = 0
+    duplicates_by_id: int = 0
+    duplicates_by_content: int = 0
+    batches: int = 0
+    tokenized: int = 0  # batches tokenized by this call (the rest came from their shards)
+    encoded: int = 0  # shards encoded with the vocabulary by this call
+    label_counts: dict[str, int] = field(default_factory=dict)
+    test_percent: int = 20
+    validation_percent: int = 10
+
+
+@dataclass
+class ShardedCorpus:
+    """The three splits over shards, with the vocabulary and label order they use."""
+
+    train: ShardedSplit
+    validation: ShardedSplit
+    test: ShardedSplit
     vocab: Vocabulary
-    texts_read: int
-    duplicates: int
-    too_short: int
-    sources: list[str]
+    labels: list[str]
+    data_hash: str
+    max_tokens: int
+    counts: CorpusCounts
 
+    @property
+    def cache_key(self) -> str:
+        """The store key of this corpus's manifest (a checkpoint names its data by it)."""
+        return f"{SHARDS_PREFIX}{vocab_dir(self.vocab, self.max_tokens)}/corpus-{self.data_hash}.json"
 
-def read_texts(store: ObjectStore, data: Sequence[str] | None, stats: codecs.ParseStats) -> Iterator[str]:
-    """Tweet texts of the ``--data`` files, or of every batch under the store's ``raw/``.
+    def split(self, name: str) -> ShardedSplit:
+        split: ShardedSplit = getattr(self, name)
+        return split
 
-    A ``.txt`` file is one tweet a line; any other file is read by the codecs (every record's
-    text, labeled or not). FileNotFoundError for a pattern that matches nothing; ValueError
-    for a file that cannot be read.
-    """
-    if not data:
-        for record in store_records(store, stats):
-            yield record.text
-        return
-    for path in codecs.iter_paths(data):
-        try:
-            if path.suffix == ".txt":
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    for line in handle:
-                        if line.strip():
-                            stats.lines += 1
-                            stats.records += 1
-                            yield line.strip()
-            else:
-                for record in codecs.iter_records(path, stats):
-                    yield record.text
-        except OSError as exc:
-            raise ValueError(f"cannot read {path}: {exc}") from None
-
-
-def load_corpus(
-    store: ObjectStore,
-    data: Sequence[str] | None,
-    max_texts: int | None = None,
-    validation_percent: int = 5,
-    min_count: int = 2,
-    max_tokens: int = 64,
-    seed: int = 13,
-) -> Corpus:
-    """Read, deduplicate by content, cap to ``max_texts`` (a seeded sample), split, build the
-    wordpiece vocabulary from the train side and encode both sides.
-
-    Texts of fewer than two word tokens are dropped: they hold nothing to predict. ValueError
-    when too little is left to train and validate on.
-    """
-    stats = codecs.ParseStats()
-    source = ", ".join(data) if data else f"{store.uri}/raw/"
-    seen: set[str] = set()
-    digests: list[str] = []
-    token_lists: list[list[str]] = []
-    read = duplicates = too_short = 0
-    for text in read_texts(store, data, stats):
-        read += 1
-        digest = content_hash(text)
-        if digest in seen:
-            duplicates += 1
-            continue
-        seen.add(digest)
-        tokens = tokenize(normalize(text))
-        if len(tokens) < 2:
-            too_short += 1
-            continue
-        digests.append(digest)
-        token_lists.append(tokens)
-    if not token_lists:
-        raise ValueError(f"no usable texts in {source} (read {read}; {stats.summary()})")
-    if max_texts is not None and len(token_lists) > max_texts:
-        keep = np.sort(np.random.default_rng(seed).choice(len(token_lists), max_texts, replace=False))
-        digests = [digests[i] for i in keep]
-        token_lists = [token_lists[i] for i in keep]
-    sides: dict[str, list[list[str]]] = {"train": [], "validation": []}
-    for digest, tokens in zip(digests, token_lists, strict=True):
-        sides[split_of(digest, 0, validation_percent)].append(tokens)
-    if not sides["train"] or not sides["validation"]:
-        raise ValueError(
-            f"{len(token_lists)} usable texts in {source}: too few for a train and a "
-            f"{validation_percent}% validation side; give more data or a larger --validation-percent"
+    def summary(self) -> str:
+        c = self.counts
+        top = ", ".join(f"{n} {k}" for n, k in Counter(c.label_counts).most_common(8))
+        kept = len(self.train) + len(self.validation) + len(self.test)
+        return (
+            f"records read {c.stats.records}, kept {kept} (train {len(self.train)}, "
+            f"validation {len(self.validation)}, test {len(self.test)}); duplicates {c.duplicates_by_id} "
+            f"by id + {c.duplicates_by_content} by content; unlabeled {c.unlabeled}; bad lines "
+            f"{c.stats.bad_lines}; {len(c.label_counts)} labels (top: {top}); {c.batches} batches, "
+            f"{c.tokenized} tokenized now, {c.encoded} encoded now"
         )
-    vocab = build_vocab(sides["train"], "wordpiece", min_count=min_count)
-    train_split, validation_split = (
-        encode_split(tokens, [()] * len(tokens), vocab, [], max_tokens) for tokens in sides.values()
-    )
-    return Corpus(
-        train_split,
-        validation_split,
-        vocab,
-        texts_read=read,
-        duplicates=duplicates,
-        too_short=too_short,
-        sources=list(data) if data else [source],
-    )
+
+    @classmethod
+    def prepare(
+        cls,
+        store: ObjectStore,
+        vocab: Vocabulary | None = None,
+        vocab_kind: str = "word",
+        min_count: int = 2,
+        max_vocab: int = 50_000,
+        max_tokens: int = 64,
+        test_percent: int = 20,
+        validation_percent: int = 10,
+        workers: int | None = None,
+        local_dir: str | None = None,
+        say: Callable[[str], None] = log.info,
+        raw_keys: Sequence[str] | None = None,
+    ) -> ShardedCorpus:
+        """Shard, deduplicate, split and encode every batch under ``raw/`` (see the module doc).
+
+        ``workers`` processes tokenize new batches (default: the CPUs); ``raw_keys`` limits
+        the corpus to those batches (:meth:`load` uses it). ValueError when the corpus
+        cannot train a model.
+        """
+        cache = ShardCache(store, local_dir)
+        if raw_keys is None:
+            raw_keys = [k for k in store.list(RAW_PREFIX) if k.endswith((".jsonl.gz", ".jsonl"))]
+        counts = CorpusCounts(
+            batches=len(raw_keys), test_percent=test_percent, validation_percent=validation_percent
+        )
+        missing = [k for k in raw_keys if _needs_tokenizing(cache, k)]
+        if missing:
+            say(f"shards: tokenizing {len(missing)} of {len(raw_keys)} raw batches")
+            counts.tokenized = _tokenize_all(store, cache, missing, workers)
+        shards = [WordShard.open(cache, k) for k in raw_keys]
+        codes = _split_codes(shards, counts, test_percent, validation_percent)
+        labels = _train_labels(shards, codes)
+        if vocab is None:
+            vocab = _corpus_vocab(shards, codes, vocab_kind, min_count, max_vocab)
+        encoded = []
+        for shard in shards:
+            key = encoded_key(shard.key, vocab, max_tokens)
+            try:
+                encoded.append(cache.open(key))
+                continue
+            except ObjectNotFound:
+                pass
+            except (ValueError, OSError) as exc:  # a damaged shard is encoded again
+                log.warning("re-encoding unreadable shard %s: %s", key, exc)
+            cache.put(key, encode_words(shard, vocab, max_tokens))
+            encoded.append(cache.open(key))
+            counts.encoded += 1
+        splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
+        _count_labels(counts, labels, splits)
+        digest = _data_hash(shards, test_percent, validation_percent)
+        corpus = cls(
+            vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, counts=counts, **splits
+        )
+        source = f"{getattr(store, 'uri', store)}/raw/"
+        if not len(corpus.train):
+            raise ValueError(f"no labeled training records in {source} ({corpus.summary()})")
+        if not len(corpus.validation):
+            raise ValueError(
+                f"no validation records in {source}: need more labeled tweets ({corpus.summary()})"
+            )
+        store.put(corpus.cache_key, json.dumps(corpus.manifest(), indent=1).encode())
+        return corpus
+
+    @classmethod
+    def load(cls, store: ObjectStore, cache_key: str, **options: Any) -> ShardedCorpus:
+        """The corpus a manifest names (a checkpoint's ``cache_key``): its batches only, with
+        its vocabulary and split, even after more batches arrived. ValueError when its data
+        no longer reads the same."""
+        manifest = json.loads(store.get(cache_key))
+        corpus = cls.prepare(
+            store,
+            vocab=Vocabulary.from_json(manifest["vocab_json"]),
+            max_tokens=int(manifest["max_tokens"]),
+            test_percent=int(manifest["test_percent"]),
+            validation_percent=int(manifest["validation_percent"]),
+            raw_keys=manifest["batches"],
+            **options,
+        )
+        if corpus.cache_key != cache_key or corpus.labels != manifest["labels"]:
+            raise ValueError(f"the batches {cache_key} names changed since it was written")
+        return corpus
+
+    def manifest(self) -> dict[str, Any]:
+        """The corpus as JSON: its batches, vocabulary, labels and split sizes."""
+        return {
+            "data_hash": self.data_hash,
+            "vocab_dir": vocab_dir(self.vocab, self.max_tokens),
+            "vocab_json": self.vocab.to_json(),
+            "labels": self.labels,
+            "max_tokens": self.max_tokens,
+            "test_percent": self.counts.test_percent,
+            "validation_percent": self.counts.validation_percent,
+            "batches": [p.key for p in self.train.parts],
+            "rows": {name: len(self.split(name)) for name in SPLITS},
+            "summary": self.summary(),
+        }
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def _needs_tokenizing(cache: ShardCache, raw_key: str) -> bool:
+    key = words_key(raw_key)
+    if not cache.exists(key):
+        return True
+    if isinstance(cache.store, LocalStore):  # a batch rewritten in place (tests do) is re-read
+        try:
+            shard = ShardFile(cache.root / key)
+        except (ValueError, OSError, KeyError):
+            return True
+        return int(shard.meta["raw_bytes"]) != (cache.store.root / raw_key).stat().st_size
+    return False
+
+
+def _tokenize_all(store: ObjectStore, cache: ShardCache, keys: Sequence[str], workers: int | None) -> int:
+    """Tokenize ``keys`` in ``workers`` processes, at most two batches in flight per worker."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(keys)))
+    if workers == 1:
+        for key in keys:
+            cache.put(words_key(key), tokenize_batch(key, store.get(key)))
+        return len(keys)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: set[concurrent.futures.Future[tuple[str, bytes]]] = set()
+        queue = iter(keys)
+        for key in queue:
+            pending.add(pool.submit(tokenize_task, (key, store.get(key))))
+            if len(pending) >= 2 * workers:
+                done, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+                for future in done:
+                    raw_key, data = future.result()
+                    cache.put(words_key(raw_key), data)
+        for future in concurrent.futures.as_completed(pending):
+            raw_key, data = future.result()
+            cache.put(words_key(raw_key), data)
+    return len(keys)
+
+
+def _split_codes(
+    shards: Sequence[WordShard], counts: CorpusCounts, test_percent: int, validation_percent: int
+) -> list[np.ndarray]:
+    """Per shard, each row's split code (``SPLIT_CODES``), or -1 for a duplicate.
+
+    ``build_dataset``'s rule over the whole corpus at once: a record whose id an earlier
+    record had is a duplicate by id (and does not claim its content); of the rest, the first
+    record of each content hash is kept.
+    """
+    for shard in shards:
+        counts.stats.merge(stats_of(shard.file))
+        counts.unlabeled += int(shard.file.meta["unlabeled"])
+    sizes = [len(s) for s in shards]
+    content = np.concatenate([np.asarray(s.file["content_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
+    ids = np.concatenate([np.asarray(s.file["id_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
+    has_id = np.concatenate([np.asarray(s.file["has_id"]) for s in shards] or [np.zeros(0, bool)])
+    with_id = np.flatnonzero(has_id)
+    first_of_id = np.zeros(len(content), dtype=bool)
+    first_of_id[with_id[np.unique(ids[with_id], return_index=True)[1]]] = True
+    by_id = has_id & ~first_of_id
+    candidates = np.flatnonzero(~by_id)
+    keep = np.zeros(len(content), dtype=bool)
+    keep[candidates[np.unique(content[candidates], return_index=True)[1]]] = True
+    counts.duplicates_by_id = int(by_id.sum())
+    counts.duplicates_by_content = len(candidates) - int(keep.sum())
+    del ids, has_id, by_id, first_of_id, candidates
+    # split_of reads the digest's first 8 hex digits: the hash's top 4 bytes.
+    bucket = (content >> np.uint64(32)) % np.uint64(100)
+    code = np.full(len(content), SPLIT_CODES["train"], dtype=np.int8)
+    code[bucket < test_percent + validation_percent] = SPLIT_CODES["validation"]
+    code[bucket < test_percent] = SPLIT_CODES["test"]
+    code[~keep] = -1
+    return np.split(code, np.cumsum(sizes)[:-1]) if shards else []
+
+
+def _train_labels(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> list[str]:
+    """Every label of the kept train rows, sorted: the model's output order."""
+    names: set[str] = set()
+    for shard, code in zip(shards, codes, strict=True):
+        offsets = shard.file["label_offsets"]
+        rows = np.flatnonzero(code == SPLIT_CODES["train"])
+        used = np.unique(np.asarray(shard.file["label_ids"])[flat_ranges(offsets[rows], offsets[rows + 1])])
+        names.update(shard.labels[i] for i in used)
+    return sorted(names)
+
+
+def _corpus_vocab(
+    shards: Sequence[WordShard], codes: Sequence[np.ndarray], kind: str, min_count: int, max_vocab: int
+) -> Vocabulary:
+    """``build_vocab`` over the train split, from token counts summed shard by shard."""
+    counts: Counter[str] = Counter()
+    for shard, code in zip(shards, codes, strict=True):
+        in_train = np.repeat(code == SPLIT_CODES["train"], shard.lengths)
+        used = np.bincount(np.asarray(shard.file["token_ids"])[in_train], minlength=len(shard.tokens))
+        tokens = shard.tokens
+        counts.update({tokens[i]: int(used[i]) for i in np.flatnonzero(used)})
+    if kind == "word":
+        # Counter.update adds a mapping's counts: one "text" holding every count builds the
+        # very table the records would.
+        return build_vocab(cast(list[list[str]], [counts]), kind, min_count, max_vocab)
+    return build_vocab(_repeated(counts), kind, min_count, max_vocab)
+
+
+def _repeated(counts: Counter[str]) -> Iterator[list[str]]:
+    """Each word as often as it occurs: the same piece counts as the records give."""
+    for word, count in counts.items():
+        yield [word] * count
+
+
+def _split(
+    shards: Sequence[WordShard],
+    encoded: Sequence[ShardFile],
+    codes: Sequence[np.ndarray],
+    code: int,
+    labels: Sequence[str],
+) -> ShardedSplit:
+    column = {name: i for i, name in enumerate(labels)}
+    parts = [
+        Part(
+            key=shard.key,
+            ids=file["ids"],
+            offsets=np.asarray(file["offsets"]),
+            rows=np.flatnonzero(shard_codes == code).astype(np.int64),
+            label_ids=shard.file["label_ids"],
+            label_offsets=np.asarray(shard.file["label_offsets"]),
+            label_columns=np.array([column.get(n, -1) for n in shard.labels] or [-1], dtype=np.int64),
+        )
+        for shard, file, shard_codes in zip(shards, encoded, codes, strict=True)
+    ]
+    return ShardedSplit(parts, len(labels))
+
+
+def _count_labels(counts: CorpusCounts, labels: Sequence[str], splits: dict[str, ShardedSplit]) -> None:
+    """Label frequencies over the kept rows of every split (the summary's top labels)."""
+    total = sum((s.label_counts() for s in splits.values()), np.zeros(len(labels), dtype=np.int64))
+    counts.label_counts = {name: int(n) for name, n in zip(labels, total, strict=True) if n}
+
+
+def _data_hash(shards: Sequence[WordShard], test_percent: int, validation_percent: int) -> str:
+    """A digest of the batches (raw batches are immutable, so key and size name one) and split."""
+    digest = hashlib.sha1(f"split {test_percent} {validation_percent}\n".encode())
+    for shard in shards:
+        digest.update(f"{shard.key}\t{shard.file.meta['raw_bytes']}\n".encode())
+    return digest.hexdigest()[:16]

@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -142,6 +142,9 @@ class EncodedDataset:
 
 def concat_splits(first: EncodedSplit, second: EncodedSplit) -> EncodedSplit:
     """The rows of ``first`` then those of ``second``, as one split."""
+    concat = getattr(first, "concat", None)
+    if concat is not None:  # a corpus.ShardedSplit joins its shards' rows without copying them
+        return cast(EncodedSplit, concat(second))
     return EncodedSplit(
         np.concatenate([first.ids, second.ids]),
         np.concatenate([first.offsets, first.offsets[-1] + second.offsets[1:]]),

@@ -24,7 +24,6 @@ from tweetdomains.model import build_model
 from tweetdomains.registry import new_run_id
 from tweetdomains.store import ObjectStore, open_store
 from tweetdomains.vocab import Vocabulary
-from tweetdomains_trainer.corpus import Corpus, load_corpus
 from tweetdomains_trainer.data import train_batches
 from tweetdomains_trainer.encoder import encoder_registry, publish_encoder
 from tweetdomains_trainer.language_model import (
@@ -35,6 +34,7 @@ from tweetdomains_trainer.language_model import (
     softmax_cutoffs,
 )
 from tweetdomains_trainer.options import PretrainOptions
+from tweetdomains_trainer.pretrain_corpus import Corpus, load_corpus
 from tweetdomains_trainer.progress import Progress
 from tweetdomains_trainer.steps import make_optimizer, minilm_embeddings, resolve_device, seed_everything
 

@@ -1,0 +1,348 @@
+"""Shards: each raw batch parsed and tokenized once, then encoded once per vocabulary.
+
+Two kinds of shard, both kept in the store beside the batches they come from:
+
+``cache/shards/words-v1/<raw-key-hash>.shard``
+    The vocabulary-free part, written once per raw batch: the labeled records' word tokens
+    (ids into the shard's own token table), their labels (ids into its own label table),
+    an 8-byte content hash (the first 16 hex digits of :func:`text.content_hash`, so
+    :func:`dataset.split_of` gives the same side) and an 8-byte id hash per record.
+``cache/shards/<kind>-<vocab-fingerprint>-t<max-tokens>/<raw-key-hash>.shard``
+    The same records encoded with one vocabulary: ``ids`` and ``offsets``, as
+    :func:`data.encode_split` makes them. A table lookup over the word shard, no tokenizer.
+
+A shard file is plain arrays, no pickle: ``TDSHARD1``, an 8-byte header length, a JSON
+header (each array's dtype, shape and byte offset, plus ``meta``), then the arrays, each
+64-byte aligned, so a reader memory-maps every array without copying it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import itertools
+import json
+import os
+import tempfile
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tweetdomains import codecs
+from tweetdomains.store import LocalStore, ObjectStore
+from tweetdomains.text import content_hash, normalize, tokenize
+from tweetdomains.vocab import UNK_ID, Vocabulary
+
+MAGIC = b"TDSHARD1"
+ALIGN = 64
+SHARDS_PREFIX = "cache/shards/"
+WORDS_DIR = "words-v1"
+
+
+# ----------------------------------------------------------------------------- the file format
+
+
+def pack(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
+    """One shard file's bytes: magic, header length, JSON header, aligned raw arrays."""
+    layout: dict[str, dict[str, Any]] = {}
+    offset = 0
+    for name, values in arrays.items():
+        if values.dtype.kind == "O":
+            raise ValueError(f"array {name!r} holds Python objects: shards are plain arrays")
+        offset = -(-offset // ALIGN) * ALIGN
+        layout[name] = {"dtype": values.dtype.str, "shape": list(values.shape), "offset": offset}
+        offset += values.nbytes
+    header = json.dumps({"arrays": layout, "meta": dict(meta)}, ensure_ascii=False).encode()
+    start = -(-(len(MAGIC) + 8 + len(header)) // ALIGN) * ALIGN
+    out = bytearray(start + offset)
+    out[: len(MAGIC)] = MAGIC
+    out[len(MAGIC) : len(MAGIC) + 8] = len(header).to_bytes(8, "little")
+    out[len(MAGIC) + 8 : len(MAGIC) + 8 + len(header)] = header
+    for name, values in arrays.items():
+        at = start + layout[name]["offset"]
+        out[at : at + values.nbytes] = np.ascontiguousarray(values).tobytes()
+    return bytes(out)
+
+
+class ShardFile:
+    """A shard file on local disk: ``meta`` and each array memory-mapped read-only."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as handle:
+            head = handle.read(len(MAGIC) + 8)
+            if len(head) < len(MAGIC) + 8 or head[: len(MAGIC)] != MAGIC:
+                raise ValueError(f"{self.path} is not a shard file")
+            size = int.from_bytes(head[len(MAGIC) :], "little")
+            raw_header = handle.read(size)
+            if len(raw_header) < size:
+                raise ValueError(f"{self.path} is truncated")
+            header = json.loads(raw_header)
+        self.meta: dict[str, Any] = header["meta"]
+        self._layout: dict[str, dict[str, Any]] = header["arrays"]
+        self._start = -(-(len(MAGIC) + 8 + size) // ALIGN) * ALIGN
+        self._cache: dict[str, np.ndarray] = {}
+        end = self._start + max((a["offset"] + _nbytes(a) for a in self._layout.values()), default=0)
+        if self.path.stat().st_size < end:
+            raise ValueError(f"{self.path} is truncated")
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            spec = self._layout[name]
+            shape = tuple(spec["shape"])
+            if _nbytes(spec) == 0:  # np.memmap refuses an empty map
+                self._cache[name] = np.zeros(shape, dtype=np.dtype(spec["dtype"]))
+            else:
+                self._cache[name] = np.memmap(
+                    self.path, dtype=np.dtype(spec["dtype"]), mode="r", offset=self._start + spec["offset"],
+                    shape=shape,
+                )  # fmt: skip
+        return self._cache[name]
+
+
+def _nbytes(spec: Mapping[str, Any]) -> int:
+    return int(np.prod(spec["shape"], dtype=np.int64)) * np.dtype(spec["dtype"]).itemsize
+
+
+def _table(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as one UTF-8 byte array and ``[n + 1]`` offsets (no object arrays)."""
+    encoded = [n.encode("utf-8") for n in names]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def read_table(shard: ShardFile, name: str) -> list[str]:
+    """The strings :func:`_table` stored under ``name``."""
+    blob, offsets = bytes(shard[f"{name}_blob"]), shard[f"{name}_offsets"].tolist()
+    return [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(offsets)]
+
+
+# ----------------------------------------------------------------------------- store locations
+
+
+def raw_key_hash(key: str) -> str:
+    """The file name part of a raw batch's shards (raw batches are never rewritten in place)."""
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+def words_key(raw_key: str) -> str:
+    return f"{SHARDS_PREFIX}{WORDS_DIR}/{raw_key_hash(raw_key)}.shard"
+
+
+def vocab_dir(vocab: Vocabulary, max_tokens: int) -> str:
+    """``<kind>-<fingerprint>-t<max_tokens>``: the folder of one vocabulary's shards."""
+    kind = str(json.loads(vocab.to_json()).get("kind", "word"))
+    return f"{kind}-{vocab.fingerprint()}-t{max_tokens}"
+
+
+def encoded_key(raw_key: str, vocab: Vocabulary, max_tokens: int) -> str:
+    return f"{SHARDS_PREFIX}{vocab_dir(vocab, max_tokens)}/{raw_key_hash(raw_key)}.shard"
+
+
+class ShardCache:
+    """Where shard files live on local disk so they can be memory-mapped.
+
+    A local store's files are read in place. For any other store (S3) a shard is copied
+    once into ``local_dir`` (by default ``~/.cache/tweetdomains/shards/<store hash>``).
+    """
+
+    def __init__(self, store: ObjectStore, local_dir: str | Path | None = None) -> None:
+        self.store = store
+        if isinstance(store, LocalStore):
+            self.root = store.root
+        else:
+            digest = hashlib.sha1(str(getattr(store, "uri", repr(store))).encode()).hexdigest()[:12]
+            default = Path("~/.cache/tweetdomains/shards").expanduser() / digest
+            self.root = Path(local_dir) if local_dir is not None else default
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file() or self.store.exists(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.store.put(key, data)
+        if not isinstance(self.store, LocalStore):
+            _write_atomic(self.root / key, data)
+
+    def open(self, key: str) -> ShardFile:
+        path = self.root / key
+        if not path.is_file():
+            _write_atomic(path, self.store.get(key))
+        return ShardFile(path)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- parse and tokenize
+
+
+def hash64(hex_digest: str) -> int:
+    """The first 8 bytes of a hex digest as an unsigned integer (``split_of`` reads its top 4)."""
+    return int(hex_digest[:16], 16)
+
+
+def content_hash64(text: str, tokens: list[str]) -> int:
+    """:func:`hash64` of :func:`text.content_hash`, reusing the tweet's tokens where that is exact.
+
+    ``content_key`` unescapes HTML once more than ``normalize`` does and drops a retweet
+    prefix first. Where a second unescape changes nothing and no ``rt`` starts the text,
+    both are no-ops, so the key is the tokens already made for training, less the clitics.
+    """
+    unescaped = html.unescape(text) if "&" in text else text
+    if unescaped[:2].lower() == "rt" or ("&" in unescaped and html.unescape(unescaped) != unescaped):
+        return hash64(content_hash(text))
+    key = " ".join(t for t in tokens if not t.startswith("'") and t != "n't")
+    return hash64(hashlib.sha1(key.encode("utf-8")).hexdigest())
+
+
+def id_hash64(record_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(record_id.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def tokenize_batch(raw_key: str, data: bytes) -> bytes:
+    """One raw batch's words shard (see the module doc). Runs in a worker process.
+
+    Unlabeled records are counted and dropped (as :func:`dataset.build_dataset` does); the
+    others keep their order, so the corpus order is the store's key order, record by record.
+    """
+    stats = codecs.ParseStats()
+    token_index: dict[str, int] = {}
+    label_index: dict[str, int] = {}
+    token_ids, token_offsets = array("I"), array("q", [0])
+    label_ids, label_offsets = array("H"), array("q", [0])
+    content, ids, has_id = array("Q"), array("Q"), array("B")
+    unlabeled = 0
+    for record in codecs.read_jsonl_bytes(data, stats):
+        if not record.domains:
+            unlabeled += 1
+            continue
+        tokens = tokenize(normalize(record.text))
+        token_ids.extend([token_index.setdefault(t, len(token_index)) for t in tokens])
+        token_offsets.append(len(token_ids))
+        label_ids.extend([label_index.setdefault(d, len(label_index)) for d in record.domains])
+        label_offsets.append(len(label_ids))
+        content.append(content_hash64(record.text, tokens))
+        ids.append(id_hash64(record.id) if record.id is not None else 0)
+        has_id.append(record.id is not None)
+    token_blob, token_table_offsets = _table(list(token_index))
+    label_blob, label_table_offsets = _table(list(label_index))
+    arrays: dict[str, np.ndarray] = {
+        "token_ids": np.frombuffer(token_ids, dtype=np.uint32),
+        "token_offsets": np.frombuffer(token_offsets, dtype=np.int64),
+        "label_ids": np.frombuffer(label_ids, dtype=np.uint16),
+        "label_offsets": np.frombuffer(label_offsets, dtype=np.int64),
+        "content_hash": np.frombuffer(content, dtype=np.uint64),
+        "id_hash": np.frombuffer(ids, dtype=np.uint64),
+        "has_id": np.frombuffer(has_id, dtype=np.uint8).astype(bool),
+        "tokens_blob": token_blob,
+        "tokens_offsets": token_table_offsets,
+        "labels_blob": label_blob,
+        "labels_offsets": label_table_offsets,
+    }
+    meta = {
+        "raw_key": raw_key,
+        "raw_bytes": len(data),
+        "rows": len(content),
+        "unlabeled": unlabeled,
+        "stats": {
+            "lines": stats.lines,
+            "records": stats.records,
+            "bad_lines": stats.bad_lines,
+            "skipped": stats.skipped,
+            "repaired": stats.repaired,
+        },
+    }
+    return pack(arrays, meta)
+
+
+def tokenize_task(args: tuple[str, bytes]) -> tuple[str, bytes]:
+    """``(raw key, words shard)`` for a pool worker (this module imports no torch)."""
+    return args[0], tokenize_batch(*args)
+
+
+def stats_of(shard: ShardFile) -> codecs.ParseStats:
+    saved = shard.meta["stats"]
+    return codecs.ParseStats(
+        saved["lines"], saved["records"], saved["bad_lines"], dict(saved["skipped"]), dict(saved["repaired"])
+    )
+
+
+# ----------------------------------------------------------------------------- encode per vocabulary
+
+
+@dataclass
+class WordShard:
+    """A words shard opened for reading, with its token and label tables decoded."""
+
+    key: str  # the raw batch
+    file: ShardFile
+    tokens: list[str]
+    labels: list[str]
+
+    @classmethod
+    def open(cls, cache: ShardCache, raw_key: str) -> WordShard:
+        file = cache.open(words_key(raw_key))
+        return cls(raw_key, file, read_table(file, "tokens"), read_table(file, "labels"))
+
+    def __len__(self) -> int:
+        return int(self.file.meta["rows"])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.file["token_offsets"])
+
+
+def encode_words(shard: WordShard, vocab: Vocabulary, max_tokens: int) -> bytes:
+    """The shard's records encoded with ``vocab``, exactly as :func:`data.encode_split` does:
+    ``vocab.encode(tokens)[:max_tokens] or [UNK_ID]`` per record, as one table lookup.
+
+    Each distinct token is encoded once (one id for a word vocabulary, its pieces for a
+    wordpiece one); the records' ids are gathered from that table with numpy.
+    """
+    if type(vocab) is Vocabulary:  # a word vocabulary: one id per token, in one call
+        piece_ids = np.array(vocab.encode(shard.tokens), dtype=np.int64)
+        piece_counts = np.ones(len(piece_ids), dtype=np.int64)
+    else:
+        pieces = [vocab.encode([t]) for t in shard.tokens]
+        piece_counts = np.array([len(p) for p in pieces], dtype=np.int64)
+        piece_ids = np.array([i for p in pieces for i in p], dtype=np.int64)
+    piece_starts = np.zeros(len(piece_counts) + 1, dtype=np.int64)
+    np.cumsum(piece_counts, out=piece_starts[1:])
+
+    token_ids = np.asarray(shard.file["token_ids"], dtype=np.int64)
+    row_lengths = np.diff(shard.file["token_offsets"])
+    counts = piece_counts[token_ids]  # pieces per token occurrence
+    expanded = np.repeat(piece_starts[token_ids], counts)
+    within = np.arange(len(expanded)) - np.repeat(np.cumsum(counts) - counts, counts)
+    flat = piece_ids[expanded + within] if len(expanded) else np.zeros(0, dtype=np.int64)
+    # Pieces per record, then cut each record to max_tokens and give empty ones one <UNK>.
+    row_of_token = np.repeat(np.arange(len(row_lengths)), row_lengths)
+    row_pieces = np.bincount(row_of_token, weights=counts, minlength=len(row_lengths)).astype(np.int64)
+    row_starts = np.cumsum(row_pieces) - row_pieces
+    position = np.arange(len(flat)) - np.repeat(row_starts, row_pieces)
+    kept = flat[position < max_tokens]
+    lengths = np.minimum(row_pieces, max_tokens)
+    empty = lengths == 0
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(np.where(empty, 1, lengths), out=offsets[1:])
+    ids = np.full(int(offsets[-1]), UNK_ID, dtype=id_dtype(vocab))
+    nonempty_slots = np.ones(len(ids), dtype=bool)
+    nonempty_slots[offsets[:-1][empty]] = False
+    ids[nonempty_slots] = kept
+    meta = {"raw_key": shard.key, "rows": len(lengths), "vocab_fingerprint": vocab.fingerprint()}
+    return pack({"ids": ids, "offsets": offsets}, meta)
+
+
+def id_dtype(vocab: Vocabulary) -> np.dtype[Any]:
+    """2-byte ids for any vocabulary that fits (every word and wordpiece table here does)."""
+    return np.dtype(np.uint16) if len(vocab) <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)

