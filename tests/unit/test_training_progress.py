@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -68,11 +69,14 @@ def test_on_a_terminal_a_pass_is_a_live_bar() -> None:
     assert "\r" in stream.getvalue() and "epoch 1/3" in stream.getvalue()
 
 
-def test_progress_off_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    progress = Progress(False)
-    progress.say("hello")
-    assert list(progress.track([1], "epoch")) == [1]
-    assert capsys.readouterr().err == ""
+def test_progress_off_prints_nothing_and_logs_the_messages(caplog: pytest.LogCaptureFixture) -> None:
+    stream = Terminal()
+    progress = Progress(False, stream, heartbeat_seconds=0.0)
+    with caplog.at_level(logging.INFO, logger="tweetdomains_trainer"):
+        progress.say("hello")
+        assert list(progress.track([1, 2], "epoch")) == [1, 2]
+    assert stream.getvalue() == ""
+    assert [r.getMessage() for r in caplog.records] == ["hello"]
 
 
 def test_a_job_off_a_terminal_prints_one_line_per_epoch_and_refit_epoch(

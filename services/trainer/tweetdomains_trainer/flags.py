@@ -36,7 +36,9 @@ def help_text(f: Field[Any], annotation: Any) -> str:
     text = str(f.metadata["help"])
     allowed = choices_of(annotation)
     default = f"default: {_shown(f, f.default)}"
-    if f.metadata.get("switch") == "off":
+    if f.metadata.get("required"):
+        default = "required"
+    elif f.metadata.get("switch") == "off":
         default = f"default: {'on' if f.default else 'off'}; this flag turns it off"
     elif f.metadata.get("switch") == "on":
         default = "default: off"

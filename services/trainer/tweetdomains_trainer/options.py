@@ -311,9 +311,7 @@ class SweepOptions(Options):
     store: str = field(default="var/store", metadata=flag("store URI", cli=False))
     grid: str = field(
         default="",
-        metadata=flag(
-            "seed-rnn, seed-lstm or a YAML grid file", name="--grid", required=True, shown="required"
-        ),
+        metadata=flag("seed-rnn, seed-lstm or a YAML grid file", name="--grid", required=True),
     )
     max_rows: int | None = field(
         default=None, metadata=flag("only the first N rows", positive=True, shown="every row")
@@ -328,7 +326,7 @@ class EvaluateOptions(Options):
     run: str = field(default="best", metadata=flag("run id, or best (the promoted run)"))
     data: list[str] = field(
         default_factory=list,
-        metadata=flag("record files/globs", metavar="PATH", required=True, shown="required"),
+        metadata=flag("record files/globs", metavar="PATH", required=True),
     )
     label_field: str = field(default="domains", metadata=flag("JSON field holding the labels"))
     write_report: bool = field(
