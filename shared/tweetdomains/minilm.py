@@ -71,7 +71,11 @@ def _tokenizer_json(path: str | Path | None) -> dict[str, Any]:
 
 def minilm_wordpieces(path: str | Path | None = None) -> list[str]:
     """MiniLM's wordpieces in id order (the vocabulary of its ``tokenizer.json``)."""
-    vocab: dict[str, int] = _tokenizer_json(path)["model"]["vocab"]
+    return _wordpieces(_tokenizer_json(path))
+
+
+def _wordpieces(spec: dict[str, Any]) -> list[str]:
+    vocab: dict[str, int] = spec["model"]["vocab"]
     return [piece for piece, _ in sorted(vocab.items(), key=lambda item: item[1])]
 
 
@@ -80,7 +84,10 @@ def wordpiece_settings(path: str | Path | None = None) -> dict[str, Any]:
     pre-tokenizer and WordPiece parameters of its ``tokenizer.json``, without the vocabulary,
     the special tokens, padding, truncation and the ``[CLS] ... [SEP]`` template (a recurrent
     model reads the pieces alone)."""
-    spec = _tokenizer_json(path)
+    return _settings(_tokenizer_json(path))
+
+
+def _settings(spec: dict[str, Any]) -> dict[str, Any]:
     model = spec["model"]
     return {
         "normalizer": spec.get("normalizer"),
@@ -106,10 +113,9 @@ def build_wordpiece_vocab(
     known pieces; greedy longest-match gives the same split for every corpus word as the full
     table does. Without it, all ~30k pieces are kept (an embedding table of ~45 MB at 384-d).
     """
-    settings = wordpiece_settings(minilm_path)
-    pieces = [
-        p for p in minilm_wordpieces(minilm_path) if p not in _BERT_SPECIAL and not p.startswith("[unused")
-    ]
+    spec = _tokenizer_json(minilm_path)
+    settings = _settings(spec)
+    pieces = [p for p in _wordpieces(spec) if p not in _BERT_SPECIAL and not p.startswith("[unused")]
     full = WordpieceVocabulary.create((PAD, UNK, *pieces), settings)
     if token_lists is None:
         return full

@@ -25,13 +25,16 @@ from tweetdomains.text import normalize, tokenize
 
 PAD, UNK = "<PAD>", "<UNK>"
 PAD_ID, UNK_ID = 0, 1
+_WORD_CACHE_LIMIT = 200_000  # distinct words kept split (a few tens of MB at most)
 
 # The tokenizer settings a wordpiece run's vocab.json holds beside its tokens: the fields of a
 # `tokenizers` tokenizer.json, the vocabulary left out. These are MiniLM's own (BERT uncased:
 # control characters dropped, accents stripped, CJK characters and punctuation apart, greedy
 # longest-match pieces, a word of over 100 characters or with an unmatched part is one <UNK>),
-# as `minilm.wordpiece_settings` reads them from its tokenizer.json. Runs whose vocab.json
-# predates the stored settings were tokenized this way too, so they get these.
+# as `minilm.wordpiece_settings` reads them from its tokenizer.json. A vocab.json written
+# before the settings were stored gets these: the hand-written tokenizer those runs trained
+# with gives the same ids on every benchmark tweet (tests/unit/test_vocab.py); it differed
+# only on tokens `text.tokenize` never yields (upper case, control characters, "fire🔥").
 WORDPIECE_SETTINGS: dict[str, Any] = {
     "normalizer": {
         "type": "BertNormalizer",
@@ -143,6 +146,7 @@ class WordpieceVocabulary(Vocabulary):
         except Exception as exc:  # the Rust side raises plain Exceptions for bad settings
             raise ValueError(f"wordpiece tokenizer settings are not usable: {exc}") from None
         object.__setattr__(self, "_tokenizer", tokenizer)
+        object.__setattr__(self, "_word_cache", {})
 
     @classmethod
     def create(cls, tokens: Sequence[str], settings: Mapping[str, Any] | None = None) -> WordpieceVocabulary:
@@ -151,12 +155,24 @@ class WordpieceVocabulary(Vocabulary):
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
         """Wordpiece ids of word tokens (from :func:`tweetdomains.text.tokenize`), concatenated."""
-        if not tokens:
-            return []
-        encoding = self._tokenizer.encode(  # type: ignore[attr-defined]
-            list(tokens), is_pretokenized=True, add_special_tokens=False
-        )
-        return list(encoding.ids)
+        ids: list[int] = []
+        for token in tokens:
+            ids.extend(self._word_ids(token))
+        return ids
+
+    def _word_ids(self, word: str) -> list[int]:
+        # Words are split one by one (pre-tokenized input never crosses a word), and they repeat:
+        # a tweet is some 20 words, and building one `tokenizers` Encoding costs more than
+        # splitting its words, so each distinct word goes to the tokenizer once.
+        cache: dict[str, list[int]] = self._word_cache  # type: ignore[attr-defined]
+        ids = cache.get(word)
+        if ids is None:
+            tokenizer = self._tokenizer  # type: ignore[attr-defined]
+            ids = tokenizer.encode([word], is_pretokenized=True, add_special_tokens=False).ids
+            if len(cache) >= _WORD_CACHE_LIMIT:
+                cache.clear()
+            cache[word] = ids
+        return ids
 
     def pieces(self, text: str) -> list[str]:
         """The wordpieces of a raw tweet, for inspection."""
