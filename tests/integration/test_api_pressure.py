@@ -84,7 +84,11 @@ def test_deadline_passed_in_the_queue_is_a_503_with_retry_after_and_never_comput
 def test_a_full_queue_sheds_with_503_and_retry_after(slow_store: str, tmp_path: Path) -> None:
     api = ApiProcess(
         slow_store,
-        env={"TWEETDOMAINS_MAX_BATCH_SIZE": "1", "TWEETDOMAINS_MAX_QUEUED_TEXTS": "300"},
+        env={
+            "TWEETDOMAINS_MAX_BATCH_SIZE": "1",
+            "TWEETDOMAINS_MAX_QUEUED_TEXTS": "300",
+            "TWEETDOMAINS_REQUEST_DEADLINE_S": "300",  # only the queue bound sheds here
+        },
     ).start(tmp_path)
     try:
         with concurrent.futures.ThreadPoolExecutor(24) as pool:
