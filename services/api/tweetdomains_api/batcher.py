@@ -113,9 +113,10 @@ class MicroBatcher:
             self.arriving -= 1
             self._changed.set()
 
-    def busy(self) -> bool:
-        """Whether a pass is running or texts are queued."""
-        return self._in_pass or bool(self._queue)
+    @property
+    def in_pass(self) -> bool:
+        """Whether a forward pass is running."""
+        return self._in_pass
 
     async def predict(
         self,

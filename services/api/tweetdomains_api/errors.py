@@ -7,6 +7,7 @@ with orjson; :func:`error_responses` documents it in OpenAPI.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -39,7 +40,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def error_body(detail: str, errors: list[dict[str, Any]] | None = None) -> bytes:
-    return orjson.dumps({"detail": detail, "errors": errors} if errors else {"detail": detail})
+    body = {"detail": detail, "errors": errors} if errors else {"detail": detail}
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:  # a lone surrogate in a field name the client sent
+        return json.dumps(body).encode()
 
 
 def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:

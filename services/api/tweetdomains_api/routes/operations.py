@@ -54,7 +54,7 @@ async def readyz(services: ServicesDep) -> OrjsonResponse:
         "queue": {
             "texts": batcher.queued_texts,
             "max_texts": batcher.max_queued_texts,
-            "pass_running": batcher.busy(),
+            "pass_running": batcher.in_pass,
         },
         "last_reload_error": services.holder.last_error,
     }
