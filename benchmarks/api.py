@@ -7,15 +7,21 @@ layers, 80 labels, a 20,000-token vocabulary) into a temporary store, then measu
 (b) api    ``tweetdomains serve`` on unique texts (every request a cache miss);
 (c) hit    ``tweetdomains serve`` on a small set of repeated texts (cache hits);
 (d) floor  a trivial FastAPI endpoint answering a constant of the same shape: the HTTP floor;
-(e) naive  FastAPI calling the model once per request, no batching, no cache.
+(e) naive  FastAPI calling the model once per request, no batching, no cache;
+(f) overload  ``tweetdomains serve`` offered about 2x its measured capacity (open loop, unique
+           texts) for ``--overload-seconds``: admitted requests' p99, the share shed with 503 +
+           Retry-After, other failures, resident memory before and after;
+(g) lone   one client, one uncached ``/classify`` at a time: its p50 beside the raw model's
+           single-text call and the floor's p50 with one client.
 
 Each server runs alone as its own process (uvicorn, one worker); the load comes from a separate
 process (asyncio, raw HTTP/1.1 keep-alive connections, ``--clients`` of them). The API uses its
 own ``redis-server`` when one is installed (else its in-process cache). Last line::
 
-    raw=N api=N hit=N floor=N naive=N api_vs_raw=N api_vs_naive=N hit_vs_floor=N p99_api_ms=N p99_naive_ms=N
+    raw=N api=N hit=N floor=N naive=N api_vs_raw=N api_vs_naive=N hit_vs_floor=N p99_api_ms=N
+    p99_naive_ms=N overload_p99_ms=N shed_share=N lone_p50_ms=N raw_single_ms=N floor_p50_ms=N
 
-    python benchmarks/api.py [--seconds 8] [--clients 64]
+    python benchmarks/api.py [--seconds 8] [--clients 64] [--dry-run]
 """
 
 from __future__ import annotations
@@ -104,7 +110,7 @@ def measure_raw(store_uri: str, seconds: float, batch: int) -> dict[str, float]:
     from tweetdomains.predict import Classifier
     from tweetdomains.registry import Registry
     from tweetdomains.store import open_store
-    from tweetdomains_api.app import inference_threads
+    from tweetdomains_api.cpus import inference_threads
 
     torch.set_num_threads(inference_threads())  # as the API sets it
     classifier = Classifier.load(Registry(open_store(store_uri)), "best")
@@ -233,6 +239,88 @@ async def _client(
         writer.close()
 
 
+async def _request(
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], port: int, text: str
+) -> tuple[int, bool]:
+    """One POST /classify on a keep-alive connection: (status, whether Retry-After came)."""
+    reader, writer = conn
+    body = json.dumps({"text": text}).encode()
+    writer.write(
+        f"POST /classify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    header = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in header.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    return int(header.split(b" ", 2)[1]), b"\r\nretry-after:" in header.lower()
+
+
+async def _offer(port: int, rate: float, seconds: float, texts: list[str]) -> None:
+    """Open loop: requests start at ``rate`` a second whatever the answers, on as many
+    keep-alive connections as are busy; prints offered/admitted/shed/failed and admitted p99."""
+    free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    admitted: list[float] = []
+    counts = {"offered": 0, "admitted": 0, "shed": 0, "shed_without_retry_after": 0, "failed": 0}
+
+    async def one(i: int) -> None:
+        conn = None
+        try:
+            conn = free.pop() if free else await asyncio.open_connection("127.0.0.1", port)
+            t0 = time.perf_counter()
+            status, retry_after = await _request(conn, port, f"{texts[i % len(texts)]} o{i}")
+            if status == 200:
+                counts["admitted"] += 1
+                admitted.append(time.perf_counter() - t0)
+            elif status == 503:
+                counts["shed"] += 1
+                counts["shed_without_retry_after"] += not retry_after
+            else:
+                counts["failed"] += 1
+            free.append(conn)
+        except (OSError, asyncio.IncompleteReadError):
+            counts["failed"] += 1
+            if conn is not None:
+                conn[1].close()
+
+    tasks = []
+    started = time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        due = counts["offered"] / rate
+        if due > elapsed:
+            await asyncio.sleep(due - elapsed)
+        tasks.append(asyncio.create_task(one(counts["offered"])))
+        counts["offered"] += 1
+    await asyncio.gather(*tasks)
+    for _, writer in free:
+        writer.close()
+    admitted.sort()
+    n = len(admitted)
+    p99 = 1000 * admitted[min(n - 1, int(0.99 * n))] if n else 0.0
+    print(json.dumps({**counts, "seconds": seconds, "admitted_p99_ms": p99}))
+
+
+def run_offer(port: int, rate: float, seconds: float, texts_path: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--offer", str(rate), "--load", str(port)]
+    command += ["--seconds", str(seconds), "--texts", texts_path]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary
+
+
+def _rss(port: int) -> float:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("process_resident_memory_bytes "):
+            return float(line.split()[1])
+    return 0.0
+
+
 async def _load(
     port: int, clients: int, seconds: float, warmup: float, texts: list[str], unique: bool
 ) -> None:
@@ -323,6 +411,11 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64, help="concurrent keep-alive connections")
     parser.add_argument("--raw-batch", type=int, default=64, help="batch size of the in-process limit")
     parser.add_argument("--no-redis", action="store_true", help="the API uses its in-process cache")
+    parser.add_argument("--overload-seconds", type=float, default=20.0, help="the overload phase")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="every phase for a moment, 4 clients: checks it runs"
+    )
+    parser.add_argument("--offer", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=["floor", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -334,6 +427,8 @@ def main() -> int:
     if args.serve:
         _serve(args.serve, args.store, args.port)
         return 0
+    if args.dry_run:
+        args.seconds, args.warmup, args.clients, args.overload_seconds = 0.5, 0.2, 4, 1.0
     if args.load:
         texts = json.loads(Path(args.texts).read_text())
         try:
@@ -342,7 +437,10 @@ def main() -> int:
             uvloop.install()
         except ImportError:
             pass
-        asyncio.run(_load(args.load, args.clients, args.seconds, args.warmup, texts, args.unique))
+        if args.offer:
+            asyncio.run(_offer(args.load, args.offer, args.seconds, texts))
+        else:
+            asyncio.run(_load(args.load, args.clients, args.seconds, args.warmup, texts, args.unique))
         return 0
 
     env = {**os.environ, "TWEETDOMAINS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
@@ -356,6 +454,7 @@ def main() -> int:
         repeat_path.write_text(json.dumps(_texts(256, seed=5)))
 
         results["raw"] = measure_raw(store, args.seconds, args.raw_batch)
+        results["raw_single"] = measure_raw(store, min(args.seconds, 3.0), 1)
         print(f"raw   (in-process, batch {args.raw_batch}): {results['raw']['rps']:.0f} texts/s", flush=True)
 
         redis_proc = None
@@ -388,6 +487,11 @@ def main() -> int:
                 middle = _api_counters(port)
                 results["hit"] = run_load(*load, str(repeat_path), unique=False)
                 after = _api_counters(port)
+                results["lone"] = run_load(port, 1, args.seconds, args.warmup, str(unique_path), unique=True)
+                rss_before = _rss(port)
+                rate = 2 * results["api"]["rps"]
+                overload = run_offer(port, rate, args.overload_seconds, str(unique_path))
+                rss_after = _rss(port)
                 passes = middle["tweetdomains_batch_size_count"] - before["tweetdomains_batch_size_count"]
                 texts = middle["tweetdomains_batch_size_sum"] - before["tweetdomains_batch_size_sum"]
                 api_notes = (
@@ -408,6 +512,10 @@ def main() -> int:
                 results[kind] = run_load(
                     port, args.clients, args.seconds, args.warmup, str(texts), kind == "naive"
                 )
+                if kind == "floor":
+                    results["floor_lone"] = run_load(
+                        port, 1, args.seconds, args.warmup, str(texts), unique=False
+                    )
             finally:
                 _stop(server)
 
@@ -422,18 +530,36 @@ def main() -> int:
         r = results[name]
         hits = f"{100 * r['hit_rate']:.0f}%" if "hit_rate" in r else "-"
         print(f"{name:6} {r['rps']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {hits:>6}")
+    print(
+        f"overload: {overload['offered']} offered at {rate:.0f}/s for {args.overload_seconds:g} s "
+        f"(2x capacity): {overload['admitted']} admitted (p99 {overload['admitted_p99_ms']:.0f} ms), "
+        f"{overload['shed']} shed with 503 ({overload['shed_without_retry_after']} without Retry-After), "
+        f"{overload['failed']} other failures; RSS {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB"
+    )
+    lone, single, floor_lone = results["lone"], results["raw_single"], results["floor_lone"]
+    print(
+        f"lone client: p50 {lone['p50_ms']:.2f} ms; raw single call {single['p50_ms']:.2f} ms + "
+        f"floor {floor_lone['p50_ms']:.2f} ms + 1 ms = {single['p50_ms'] + floor_lone['p50_ms'] + 1:.2f} ms"
+    )
     rps = {k: v["rps"] for k, v in results.items()}
     ratios = {
         "api_vs_raw": rps["api"] / rps["raw"],
         "api_vs_naive": rps["api"] / rps["naive"],
         "hit_vs_floor": rps["hit"] / rps["floor"],
     }
-    print("goals: api_vs_raw >= 0.7, api_vs_naive >= 5, hit_vs_floor >= 0.8, p99 api < p99 naive")
+    print(
+        "goals: api_vs_raw >= 0.7, api_vs_naive >= 5, hit_vs_floor >= 0.8, p99 api < p99 naive, "
+        "overload p99 < 1000 ms, lone p50 <= raw single + floor + 1 ms"
+    )
+    shed_share = overload["shed"] / max(overload["offered"], 1)
     print(
         " ".join(f"{k}={rps[k]:.0f}" for k in ("raw", "api", "hit", "floor", "naive"))
         + " "
         + " ".join(f"{k}={v:.2f}" for k, v in ratios.items())
         + f" p99_api_ms={results['api']['p99_ms']:.1f} p99_naive_ms={results['naive']['p99_ms']:.1f}"
+        + f" overload_p99_ms={overload['admitted_p99_ms']:.0f} shed_share={shed_share:.2f}"
+        + f" lone_p50_ms={lone['p50_ms']:.2f} raw_single_ms={single['p50_ms']:.2f}"
+        + f" floor_p50_ms={floor_lone['p50_ms']:.2f}"
     )
     return 0
 

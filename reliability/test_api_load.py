@@ -32,6 +32,7 @@ from reliability.harness import (
     http_json,
     kill_tree,
     prom_sum,
+    wait_until,
 )
 from reliability.models import METRIC, publish_tiny, tiny_artifacts
 from tweetdomains.registry import WEIGHTS, Registry
@@ -260,3 +261,128 @@ def test_hot_swaps_under_load_lose_no_request_and_refuse_the_corrupt_model(
     assert reloads["refused"] >= 1 and reloads["loaded"] >= 5
     assert served_after["run-5"] == "run-5"
     assert {"run-1", "run-2", "run-4", "run-5"} <= seen | {served_after[r] for r in plan}
+
+
+def _wide_api(tmp_path: Path, env: dict[str, str]) -> ApiServer:
+    """The API on a 512-wide model: passes slow enough for requests to queue behind them."""
+    from tests.integration.api_helpers import publish_model
+
+    store_uri = str(tmp_path / "store")
+    publish_model(store_uri, seed=1, hidden=512)
+    api = ApiServer(store_uri, tmp_path, env={"TWEETDOMAINS_LOG_LEVEL": "WARNING", **env})
+    api.wait_ready(180)
+    return api
+
+
+@pytest.mark.scenario("2b overload: queue bound sheds")
+def test_overload_sheds_with_503_and_retry_after_and_nothing_else_fails(row: Row, tmp_path: Path) -> None:
+    import asyncio
+    from collections import Counter
+
+    import httpx
+
+    api = _wide_api(tmp_path, {"TWEETDOMAINS_MAX_QUEUED_TEXTS": "64", "TWEETDOMAINS_MAX_BATCH_SIZE": "16"})
+    statuses: Counter[str] = Counter()
+    text = " ".join(["taylor swift album goal match team arsenal nike"] * 8)
+
+    async def client(worker: int, stop_at: float, http: httpx.AsyncClient) -> None:
+        i = 0
+        while time.monotonic() < stop_at:
+            i += 1
+            try:
+                response = await http.post("/classify", json={"text": f"{text} {worker} {i}"})
+            except httpx.HTTPError as exc:
+                statuses[type(exc).__name__] += 1
+                continue
+            if response.status_code == 503 and response.headers.get("retry-after", "").isdigit():
+                statuses["503+Retry-After"] += 1
+                await asyncio.sleep(0.05)
+            else:
+                statuses[str(response.status_code)] += 1
+
+    async def offer() -> None:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        async with httpx.AsyncClient(base_url=api.base, timeout=60, limits=limits) as http:
+            stop_at = time.monotonic() + 15
+            await asyncio.gather(*(client(w, stop_at, http) for w in range(128)))
+
+    try:
+        asyncio.run(offer())
+        computed = prom_sum(api.base, "tweetdomains_computed_texts_total")
+        shed = prom_sum(api.base, "tweetdomains_shed_total", reason="overload")
+        ready = http_json(api.base + "/readyz")[0]
+    finally:
+        api.stop()
+    offered = sum(statuses.values())
+    row.load = "128 clients for 15 s against a queue bound of 64 texts (512-wide model)"
+    row.faults = "offered load past capacity"
+    row.requests = offered
+    row.failed = sum(n for s, n in statuses.items() if s not in ("200", "503+Retry-After"))
+    row.figures = {
+        "offered": offered,
+        "admitted": statuses["200"],
+        "shed": statuses["503+Retry-After"],
+        "computed_texts": int(computed),
+    }
+    assert row.failed == 0, statuses
+    assert statuses["503+Retry-After"] > 0 and statuses["200"] > 0, statuses
+    assert shed == statuses["503+Retry-After"]
+    assert ready == 200, "shedding is not unhealthiness"
+
+
+@pytest.mark.scenario("2c 200 abandoned requests")
+def test_200_abandoned_requests_are_never_computed(row: Row, tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    api = _wide_api(
+        tmp_path,
+        {
+            "TWEETDOMAINS_MAX_BATCH_SIZE": "1",
+            "TWEETDOMAINS_MAX_QUEUED_TEXTS": "100000",
+            "TWEETDOMAINS_REQUEST_DEADLINE_S": "300",
+        },
+    )
+    long = " ".join(["taylor swift album goal match team arsenal nike"] * 10)
+    blockers: list[threading.Thread] = []
+    blocker_status: list[int] = []
+
+    def blocker(b: int) -> None:
+        texts = [f"{long} blocker {b} {i}" for i in range(256)]
+        response = httpx.post(api.base + "/classify/batch", json={"texts": texts}, timeout=600)
+        blocker_status.append(response.status_code)
+
+    try:
+        for b in range(3):
+            blockers.append(threading.Thread(target=blocker, args=(b,)))
+            blockers[-1].start()
+        wait_until(lambda: prom_sum(api.base, "tweetdomains_queue_texts") >= 256, 120, "queued blockers")
+        sockets = []
+        for i in range(200):
+            body = json.dumps({"text": f"abandoned {i}"}).encode()
+            sock = socket.create_connection(("127.0.0.1", api.port), timeout=30)
+            sock.sendall(
+                b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + b"Content-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+            sockets.append(sock)
+        wait_until(lambda: prom_sum(api.base, "tweetdomains_queue_texts") % 256 == 200, 120, "200 queued")
+        for sock in sockets:
+            sock.close()
+        wait_until(
+            lambda: prom_sum(api.base, "tweetdomains_cancelled_texts_total") == 200, 120, "200 cancelled"
+        )
+        for thread in blockers:
+            thread.join(600)
+        computed = prom_sum(api.base, "tweetdomains_computed_texts_total")
+    finally:
+        api.stop()
+    row.load = "3 batches of 256 long texts queued, then 200 requests whose sockets close"
+    row.faults = "200 clients hang up while queued"
+    row.requests = 200 + len(blockers)
+    row.failed = sum(1 for s in blocker_status if s != 200)
+    row.figures = {"abandoned_computed": int(computed) - 3 * 256, "cancelled_texts": 200}
+    assert blocker_status == [200, 200, 200]
+    assert computed == 3 * 256, "none of the 200 abandoned requests reached a forward pass"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -37,9 +38,16 @@ WORDS = [
 
 
 def publish_model(
-    store_uri: str, seed: int = 0, labels: list[str] | None = None, promote: bool = True, layers: int = 2
+    store_uri: str,
+    seed: int = 0,
+    labels: list[str] | None = None,
+    promote: bool = True,
+    layers: int = 2,
+    hidden: int = 16,
+    lineage: dict[str, Any] | None = None,
 ) -> str:
-    """A small random-weight LSTM published (and promoted) as a real run."""
+    """A small random-weight LSTM published (and promoted) as a real run; ``hidden`` 512 makes
+    a pass slow enough to queue requests behind it; ``lineage`` goes into metrics.json."""
     labels = labels or LABELS
     torch.manual_seed(seed)
     vocab = Vocabulary.build([WORDS, WORDS], min_count=1)
@@ -47,14 +55,16 @@ def publish_model(
         vocab_size=len(vocab),
         num_labels=len(labels),
         embedding_dim=16,
-        hidden_dim=16,
+        hidden_dim=hidden,
         recurrent_layers=layers,
         bidirectional=layers == 1,
     )
     model = build_model(config)
     registry = Registry(open_store(store_uri))
     run_id = new_run_id(f"test{seed}")
-    metrics = {"val_micro_f1": 0.1 * seed}
+    metrics: dict[str, Any] = {"val_micro_f1": 0.1 * seed}
+    if lineage is not None:
+        metrics["lineage"] = lineage
     registry.publish(run_id, run_artifacts(model, vocab, labels, np.full(len(labels), 0.5), metrics))
     if promote:
         registry.promote(run_id, "val_micro_f1", float(seed), force=True)
@@ -93,7 +103,7 @@ class ApiProcess:
         self.wait(ready=wait_ready)
         return self
 
-    def wait(self, ready: bool = True, timeout: float = 60) -> None:
+    def wait(self, ready: bool = True, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         path = "/readyz" if ready else "/healthz"
         while time.monotonic() < deadline:
@@ -117,3 +127,19 @@ class ApiProcess:
             return self.process.wait(timeout=30)
         finally:
             self.process = None
+
+
+def metric_value(text: str, name: str) -> float:
+    """The value of one sample (``name`` with its labels, as /metrics writes it); 0 if absent."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_for(check: Any, timeout: float = 60, what: str = "condition") -> None:
+    """Poll ``check()`` until true; generous timeouts, no timing asserts."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

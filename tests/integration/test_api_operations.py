@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.api_helpers import ApiProcess, publish_model
+from tests.integration.api_helpers import ApiProcess, metric_value, publish_model, wait_for
 
 
 @pytest.fixture
@@ -25,19 +25,32 @@ def api(tmp_path: Path) -> Iterator[ApiProcess]:
 
 def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
-    publish_model(store, seed=1)
-    # Each batch waits up to 1 s to fill: requests are surely in flight when SIGTERM comes.
-    api = ApiProcess(store, env={"TWEETDOMAINS_MAX_WAIT_MS": "1000"}).start(tmp_path)
+    publish_model(store, seed=1, hidden=512)
+    # A wide model, one request a pass, long texts: requests are surely in flight when SIGTERM
+    # comes (the in-flight gauge says so; the metrics request itself is the ninth).
+    env = {
+        "TWEETDOMAINS_MAX_BATCH_SIZE": "1",
+        "TWEETDOMAINS_MAX_QUEUED_TEXTS": "100000",
+        "TWEETDOMAINS_REQUEST_DEADLINE_S": "300",
+    }
+    api = ApiProcess(store, env=env).start(tmp_path)
     assert api.process is not None
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        texts = [f"goal number {i}" for i in range(8)]
+        texts = [" ".join([f"goal number {i} for the arsenal team"] * 12) for i in range(8)]
         futures = [
-            pool.submit(httpx.post, api.base + "/classify", json={"text": t}, timeout=30) for t in texts
+            pool.submit(httpx.post, api.base + "/classify/batch", json={"texts": [t] * 64}, timeout=120)
+            for t in texts
         ]
-        time.sleep(0.3)
+        wait_for(
+            lambda: (
+                metric_value(httpx.get(api.base + "/metrics").text, "tweetdomains_http_in_flight_requests")
+                >= 9
+            ),
+            what="8 requests in flight",
+        )
         api.process.terminate()
         responses = [f.result() for f in futures]
-        code = api.process.wait(timeout=30)
+        code = api.process.wait(timeout=60)
     assert [r.status_code for r in responses] == [200] * 8, api.logs()
     # uvicorn re-raises the signal once it has drained, so the status says "ended by SIGTERM".
     assert code in (0, -signal.SIGTERM), api.logs()
@@ -102,7 +115,7 @@ def test_batch_mixes_cached_and_fresh_texts_in_input_order(api: ApiProcess) -> N
 
 
 def test_long_texts_are_truncated_up_to_the_hard_cap(api: ApiProcess) -> None:
-    window = httpx.post(api.base + "/classify", json={"text": "goal " * 1999})  # 9,995 characters
+    window = httpx.post(api.base + "/classify", json={"text": "goal " * 4999})  # 24,995 characters
     assert window.status_code == 200
-    over = httpx.post(api.base + "/classify/batch", json={"texts": ["ok", "x" * 10_001]})
+    over = httpx.post(api.base + "/classify/batch", json={"texts": ["ok", "x" * 25_001]})
     assert over.status_code == 422 and "texts[1]" in over.json()["detail"]

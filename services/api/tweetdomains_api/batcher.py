@@ -1,10 +1,15 @@
-"""Micro-batching: concurrent requests share one forward pass.
+"""Micro-batching with admission control: concurrent requests share one forward pass.
 
-Each request's texts join a queue. A single batching task takes what is queued, waits at most
-``max_wait_s`` for more (returning at once when the batch is full), and runs the forward pass
-on one worker thread, so the event loop keeps accepting requests meanwhile. While a pass runs,
-the next requests accumulate: under load batches fill by themselves, and a lone request waits
-no longer than ``max_wait_s``.
+Each request's texts join a queue. A single batching task takes what is queued and runs the
+forward pass on one worker thread, so the event loop keeps accepting requests meanwhile.
+While a pass runs the next requests accumulate: under load batches fill by themselves.
+A batch waits for company (at most ``max_wait_s``) only while other requests are on their way
+to the queue (admitted by the routes, still looking up the cache); a lone request runs at once.
+
+The queue is bounded (``max_queued_texts``): past it a request is refused with
+:class:`Overloaded` (503 + ``Retry-After``) instead of waiting ever longer. A request whose
+deadline passes, or whose client hangs up, while it is still queued is removed before any
+pass runs for it; one already in a pass finishes there.
 
 Every request carries the model snapshot it started with, so a hot swap never changes the
 model under a request: a batch that mixes snapshots runs one pass per snapshot.
@@ -15,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,22 +32,65 @@ from tweetdomains.predict import Classifier
 from tweetdomains_api.metrics import ApiMetrics
 
 
-@dataclass
-class _Item:
+class Refused(Exception):
+    """A request the batcher will not compute; the API answers 503 with ``Retry-After``."""
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class Overloaded(Refused):
+    """The queue is full."""
+
+
+class DeadlinePassed(Refused):
+    """The request waited in the queue past its deadline."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its texts were computed."""
+
+
+@dataclass(eq=False)
+class Ticket:
+    """A request's texts in the queue."""
+
     classifier: Classifier
     encoded: list[list[int]]
     future: asyncio.Future[np.ndarray]
     queued_at: float = field(default_factory=time.perf_counter)
+    taken: bool = False  # in a pass: too late to cancel
+    dropped: bool = False  # removed before any pass
 
 
 class MicroBatcher:
-    def __init__(self, max_batch_size: int, max_wait_s: float, metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        max_batch_size: int,
+        max_wait_s: float,
+        metrics: ApiMetrics,
+        max_queued_texts: int | Callable[[], int] = 1_000_000,
+        deadline_s: float = 30.0,
+    ) -> None:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.metrics = metrics
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._max_queued = max_queued_texts
+        self.deadline_s = deadline_s
+        self._queue: deque[Ticket] = deque()
+        self.queued_texts = 0
+        self.arriving = 0  # requests admitted by a route that have not reached the queue yet
+        self._changed = asyncio.Event()  # something was queued, or an arrival went away
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
+        self._in_pass = False
+
+    @property
+    def max_queued_texts(self) -> int:
+        bound = self._max_queued
+        return bound() if callable(bound) else bound
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="micro-batcher")
@@ -51,29 +102,117 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def predict(self, classifier: Classifier, encoded: list[list[int]]) -> np.ndarray:
-        """Probabilities ``[len(encoded), labels]`` from ``classifier``, batched with others."""
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(classifier, encoded, future))
-        return await future
+    @contextlib.contextmanager
+    def arrival(self) -> Iterator[None]:
+        """Held by a route from admission until its texts are queued or answered from the cache:
+        while any is held, a batch waits (briefly) for it instead of leaving without it."""
+        self.arriving += 1
+        try:
+            yield
+        finally:
+            self.arriving -= 1
+            self._changed.set()
 
-    async def _gather(self) -> list[_Item]:
-        items = [await self._queue.get()]
-        size = len(items[0].encoded)
-        deadline = time.perf_counter() + self.max_wait_s
+    @property
+    def in_pass(self) -> bool:
+        """Whether a forward pass is running."""
+        return self._in_pass
+
+    async def predict(
+        self,
+        classifier: Classifier,
+        encoded: list[list[int]],
+        disconnected: Callable[[], Awaitable[None]] | None = None,
+    ) -> np.ndarray:
+        """Probabilities ``[len(encoded), labels]`` from ``classifier``, batched with others."""
+        return await self.wait(self.enqueue(classifier, encoded), disconnected)
+
+    def enqueue(self, classifier: Classifier, encoded: list[list[int]]) -> Ticket:
+        """Queue the texts (synchronously: a route holding :meth:`arrival` is queued before it
+        lets go); :class:`Overloaded` when the queue is full."""
+        n = len(encoded)
+        if self.queued_texts and self.queued_texts + n > self.max_queued_texts:
+            self.metrics.shed.labels("overload").inc()
+            raise Overloaded(f"the server is over capacity ({self.queued_texts} texts queued); retry shortly")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        item = Ticket(classifier, encoded, future)
+        self._queue.append(item)
+        self.queued_texts += n
+        self.metrics.queue_depth.set(self.queued_texts)
+        self._changed.set()
+        return item
+
+    async def wait(
+        self, item: Ticket, disconnected: Callable[[], Awaitable[None]] | None = None
+    ) -> np.ndarray:
+        """The probabilities of a queued ticket.
+
+        :class:`DeadlinePassed` when the texts waited past the deadline, :class:`ClientGone`
+        when ``disconnected`` returned first; in both cases no pass runs for them.
+        """
+        watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
+        try:
+            waiting: set[asyncio.Future[Any]] = {item.future}
+            if watcher is not None:
+                waiting.add(watcher)
+            done, _ = await asyncio.wait(waiting, timeout=self.deadline_s, return_when="FIRST_COMPLETED")
+            if item.future in done:
+                return item.future.result()
+            if not item.taken:  # still queued: drop it, never compute it
+                self._drop(item)
+                if watcher is not None and watcher in done:
+                    self.metrics.cancelled.inc(len(item.encoded))
+                    raise ClientGone()
+                self.metrics.shed.labels("deadline").inc()
+                raise DeadlinePassed(
+                    f"the request waited longer than its {self.deadline_s:g} s deadline; retry shortly"
+                )
+            return await item.future  # already in a pass: it finishes there
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    def _drop(self, item: Ticket) -> None:
+        item.dropped = True
+        self.queued_texts -= len(item.encoded)
+        self.metrics.queue_depth.set(self.queued_texts)
+        if not item.future.done():
+            item.future.cancel()
+
+    async def _wait_changed(self, timeout: float | None) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _take(self) -> Ticket | None:
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.dropped:
+                return item
+        return None
+
+    async def _gather(self) -> list[Ticket]:
+        first = self._take()
+        while first is None:
+            await self._wait_changed(None)
+            first = self._take()
+        items = [first]
+        size = len(first.encoded)
+        wait_until = time.perf_counter() + self.max_wait_s
         while size < self.max_batch_size:
-            if self._queue.empty():
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
-            else:
-                item = self._queue.get_nowait()
-            items.append(item)
-            size += len(item.encoded)
+            item = self._take()
+            if item is not None:
+                items.append(item)
+                size += len(item.encoded)
+                continue
+            remaining = wait_until - time.perf_counter()
+            if self.arriving == 0 or remaining <= 0:
+                break  # nobody else on the way: no reason to wait
+            await self._wait_changed(remaining)
+        for item in items:
+            item.taken = True
+            self.queued_texts -= len(item.encoded)
+        self.metrics.queue_depth.set(self.queued_texts)
         return items
 
     async def _run(self) -> None:
@@ -83,19 +222,22 @@ class MicroBatcher:
             now = time.perf_counter()
             for item in items:
                 self.metrics.queue_wait.observe(now - item.queued_at)
+            self._in_pass = True
             try:
                 results = await loop.run_in_executor(self._executor, self._forward, items)
             except Exception as exc:  # never let a failure stop the batcher
                 results = [exc] * len(items)
+            finally:
+                self._in_pass = False
             for item, result in zip(items, results, strict=True):
-                if item.future.done():  # the client went away
+                if item.future.done():
                     continue
                 if isinstance(result, BaseException):
                     item.future.set_exception(result)
                 else:
                     item.future.set_result(result)
 
-    def _forward(self, items: list[_Item]) -> list[np.ndarray | Exception]:
+    def _forward(self, items: list[Ticket]) -> list[np.ndarray | Exception]:
         """One pass per model snapshot in ``items``; a failing model fails only its requests."""
         started = time.perf_counter()
         results: list[np.ndarray | Exception] = [RuntimeError("not computed")] * len(items)
@@ -106,6 +248,7 @@ class MicroBatcher:
             classifier = items[indices[0]].classifier
             encoded = [seq for i in indices for seq in items[i].encoded]
             self.metrics.batch_size.observe(len(encoded))
+            self.metrics.computed.inc(len(encoded))
             try:
                 probs = classifier.predict_ids(encoded, batch_size=max(len(encoded), 1))
             except Exception as exc:

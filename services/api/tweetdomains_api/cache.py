@@ -1,12 +1,15 @@
 """Result cache: Redis when configured (shared by every replica), else an in-process LRU.
 
 Keys hash the served model's run id with the *normalized* text: two spellings that normalize
-alike share an entry, and a new model never serves an old model's answers. Values are the
-probabilities as little-endian float32 bytes, in the model's label order.
+alike share an entry, and a new model never serves an old model's answers. Values are opaque
+bytes here; the API stores quantized probabilities (:mod:`tweetdomains_api.answers`, about
+60 bytes an answer).
 
-Redis is an optimization, never a dependency: any error or timeout counts as a miss, opens a
-circuit for ``retry_s`` seconds (so a dead Redis adds no latency to every request), and the
-next call after that tries again.
+Redis is an optimization, never a dependency: an error or timeout counts as a miss; after
+``failures_to_open`` failures in a row the circuit opens for ``retry_s`` seconds (so a dead
+Redis adds no latency to every request), and the next call after that tries again. One slow
+round trip in a load spike (the event loop late to read the answer) does not turn the cache
+off.
 """
 
 from __future__ import annotations
@@ -92,7 +95,9 @@ class RedisCache:
 
     backend = "redis"
 
-    def __init__(self, url: str, ttl_s: int, timeout_s: float, retry_s: float) -> None:
+    def __init__(
+        self, url: str, ttl_s: int, timeout_s: float, retry_s: float, failures_to_open: int = 3
+    ) -> None:
         import redis.asyncio as aioredis
 
         self.url = url
@@ -105,6 +110,8 @@ class RedisCache:
             socket_connect_timeout=max(timeout_s, 0.5),
             retry_on_timeout=False,
         )
+        self.failures_to_open = failures_to_open
+        self._failures = 0  # in a row
         self._open_until = 0.0
         self._healthy = True  # how the last round trip went
         self.errors = 0
@@ -118,10 +125,17 @@ class RedisCache:
 
     def _failed(self, exc: Exception) -> None:
         self.errors += 1
+        self._failures += 1
         self._healthy = False
+        if self._failures < self.failures_to_open:
+            return
         if self._available():
             log.warning("redis unavailable, serving uncached for %.1fs: %s", self.retry_s, exc)
         self._open_until = time.monotonic() + self.retry_s
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+        self._healthy = True
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -142,7 +156,7 @@ class RedisCache:
                 if not self._available():
                     raise CacheUnavailable("circuit open")
                 values = await self.client.mget(keys)
-                self._healthy = True
+                self._succeeded()
             except Exception as exc:  # redis errors, timeouts, connection resets
                 if not isinstance(exc, CacheUnavailable):
                     self._failed(exc)
@@ -172,7 +186,7 @@ class RedisCache:
                     for key, value in items.items():
                         pipe.set(key, value, ex=self.ttl_s)
                     await pipe.execute()
-                self._healthy = True
+                self._succeeded()
             except Exception as exc:
                 self._failed(exc)
         self._pending_sets.clear()  # dropped while the circuit is open: a cache may forget

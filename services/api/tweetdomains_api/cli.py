@@ -1,4 +1,6 @@
-"""``tweetdomains serve``. Standard library only at module level (fast ``--help``)."""
+"""``tweetdomains serve`` and ``tweetdomains drift``.
+
+Standard library only at module level (fast ``--help``)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,18 @@ def register(subparsers: Any) -> None:
         "--reload-interval", type=float, dest="reload_interval_s", help="seconds between polls"
     )
     parser.set_defaults(func=run_serve)
+
+    drift = subparsers.add_parser(
+        "drift",
+        help="compare a day of collected tweets with the served run's training labels",
+        description="Print the domains whose share moved most between the run's training data "
+        "and one day of collected raw batches.",
+    )
+    drift.add_argument("--store", help="store URI: s3://bucket/prefix, file:///path or a path")
+    drift.add_argument("--run", default="best", help="run id to compare with (default: best)")
+    drift.add_argument("--day", help="YYYY-MM-DD of the raw batches (default: the newest day)")
+    drift.add_argument("--top", type=int, default=10, help="domains to print (default 10)")
+    drift.set_defaults(func=run_drift)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -61,4 +75,19 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     setup_logging(settings.log_level, settings.log_format)
     serve(settings)
+    return 0
+
+
+def run_drift(args: argparse.Namespace) -> int:
+    from tweetdomains.errors import UsageError
+    from tweetdomains.store import open_store
+    from tweetdomains_api.drift_report import drift_report, format_report
+    from tweetdomains_api.settings import Settings
+
+    store = args.store or Settings().store
+    try:
+        report = drift_report(open_store(store), args.run, args.day)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(format_report(report, max(1, args.top)))
     return 0

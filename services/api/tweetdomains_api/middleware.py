@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request metrics, API-key check, body size limit.
+"""Pure ASGI middleware: request metrics, API-key check, body size limit and read timeout.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so that streaming bodies are counted as they arrive and
 no per-request task is spawned.
@@ -6,16 +6,18 @@ no per-request task is spawned.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Router
 
+from tweetdomains_api.errors import error_body
 from tweetdomains_api.metrics import ApiMetrics
 
 Scope = MutableMapping[str, Any]
@@ -25,26 +27,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-KNOWN_ROUTES = frozenset(
-    {
-        "/",
-        "/classify",
-        "/classify/batch",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/labels",
-        "/model",
-        "/docs",
-        "/openapi.json",
-    }
-)
+BROWSER_PATHS = frozenset({"/", "/docs", "/redoc"})  # answered with a Basic challenge
 
 
 async def send_json(
-    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
-    payload = json.dumps(body).encode()
+    payload = error_body(detail)
     await send(
         {
             "type": "http.response.start",
@@ -59,12 +48,30 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-class MetricsMiddleware:
-    """Counts requests by route and status and times them."""
+def route_label(scope: Scope, router: Router) -> str:
+    """The matched route's path template, ``other`` for none (bounded label values).
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    The router records its match in the scope; a request refused before routing (401, 413)
+    is matched here against the same routes.
+    """
+    route = scope.get("route")
+    if route is None:
+        for candidate in router.routes:
+            match, child_scope = candidate.matches(scope)
+            if match is not Match.NONE:
+                route = child_scope.get("route", candidate)
+                break
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "other"
+
+
+class MetricsMiddleware:
+    """Counts requests by route and status, times them, and gauges those in flight."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, router: Router) -> None:
         self.app = app
         self.metrics = metrics
+        self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,11 +86,12 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            path = scope.get("path", "")
-            route = path if path in KNOWN_ROUTES else "other"  # bounded label values
+            self.metrics.in_flight.dec()
+            route = route_label(scope, self.router)
             self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
@@ -106,11 +114,19 @@ def _presented_key(scope: Scope) -> str | None:
     return None
 
 
+def _is_preflight(scope: Scope) -> bool:
+    if scope.get("method") != "OPTIONS":
+        return False
+    names = {name for name, _ in scope.get("headers", [])}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
 class ApiKeyMiddleware:
     """With a key set, every route but /healthz, /readyz and /metrics needs it.
 
     Accepted as ``Authorization: Bearer KEY``, or as the password of HTTP Basic auth, which a
-    browser asks for by itself when it opens the page or /docs.
+    browser asks for by itself when it opens the page or /docs. CORS preflights pass without
+    it: browsers never send credentials on a preflight (CORSMiddleware, outside, answers them).
     """
 
     def __init__(self, app: ASGIApp, api_key: str | None) -> None:
@@ -118,7 +134,13 @@ class ApiKeyMiddleware:
         self.api_key = api_key.encode() if api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.api_key is None or scope.get("path") in PUBLIC_PATHS:
+        if (
+            scope["type"] != "http"
+            or self.api_key is None
+            or scope.get("path") in PUBLIC_PATHS
+            or scope.get("path", "").startswith("/static/")
+            or _is_preflight(scope)
+        ):
             await self.app(scope, receive, send)
             return
         key = _presented_key(scope)
@@ -126,29 +148,68 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         detail = "missing API key" if key is None else "wrong API key"
-        challenge = b'Basic realm="tweetdomains"' if scope.get("path") in ("/", "/docs") else b"Bearer"
+        challenge = b'Basic realm="tweetdomains"' if scope.get("path") in BROWSER_PATHS else b"Bearer"
         await send_json(
             send,
             401,
-            {"detail": f"{detail}: send 'Authorization: Bearer <key>'"},
+            f"{detail}: send 'Authorization: Bearer <key>'",
             [(b"www-authenticate", challenge)],
         )
 
 
 class BodyTooLarge(HTTPException):
-    """Raised from ``receive``: FastAPI re-raises HTTP exceptions from body parsing, so the
-    client gets this 413 rather than a generic parsing error."""
+    """Raised from ``receive`` once more than ``max_bytes`` arrived. An HTTP exception: FastAPI
+    re-raises those from body parsing, so the client gets this 413, not a parsing error."""
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"request body larger than {max_bytes} bytes")
 
 
-class BodyLimitMiddleware:
-    """413 for bodies over ``max_bytes``: by Content-Length up front, or counted as chunks arrive."""
+class BodyTimeout(HTTPException):
+    """Raised from ``receive`` when the next piece of the body is slower than the timeout."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(408, f"the request body stalled for over {timeout_s:g} s")
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``max_bytes`` (by Content-Length up front, or counted as chunks
+    arrive), 408 for a body whose next piece takes longer than ``read_timeout_s``.
+
+    Before a 413 the rest of the body is read and discarded, up to ``drain_bytes`` or
+    ``drain_s`` (nginx's lingering close): a client still sending (Python's urllib, requests)
+    then reads the 413 instead of a connection reset.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        read_timeout_s: float = 30.0,
+        drain_bytes: int = 64 * 1024 * 1024,
+        drain_s: float = 10.0,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
+        self.drain_bytes = drain_bytes
+        self.drain_s = drain_s
+
+    async def _drain(self, receive: Receive, more_body: bool) -> None:
+        drained = 0
+        stop_at = time.monotonic() + self.drain_s
+        while more_body and drained < self.drain_bytes:
+            remaining = stop_at - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(receive(), remaining)
+            except TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            more_body = message.get("more_body", False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,31 +221,39 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await send_json(send, 400, {"detail": "invalid Content-Length header"})
+                    await send_json(send, 400, "invalid Content-Length header")
                     return
                 if declared > self.max_bytes:
-                    await send_json(send, 413, {"detail": message})
+                    if declared <= self.drain_bytes:
+                        await self._drain(receive, True)
+                    await send_json(send, 413, message, [(b"connection", b"close")])
                     return
         received = 0
-        started = False
+        body_done = False
+        more_body = True
+        exceeded = False
 
         async def counting_receive() -> Message:
-            nonlocal received
-            msg = await receive()
+            nonlocal received, body_done, more_body, exceeded
+            if body_done:  # after the body: waiting for the disconnect, however long
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except TimeoutError:
+                raise BodyTimeout(self.read_timeout_s) from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
+                more_body = msg.get("more_body", False)
+                body_done = not more_body
                 if received > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge(self.max_bytes)
             return msg
 
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
+        async def draining_send(msg: Message) -> None:
+            if exceeded and msg["type"] == "http.response.start":
+                await self._drain(receive, more_body)
+                msg["headers"] = [*msg.get("headers", []), (b"connection", b"close")]
             await send(msg)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await send_json(send, 413, {"detail": message})
+        await self.app(scope, counting_receive, draining_send)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tweetdomains.model import Precision
 from tweetdomains.settings import CommonSettings
+from tweetdomains_api.schemas import MAX_TEXT_CHARS, MAX_TEXTS_PER_BATCH
 
 
 class Settings(CommonSettings):
@@ -25,7 +27,14 @@ class Settings(CommonSettings):
     run: str = "best"  # pin a run id instead of following models/best.json
 
     max_batch_size: int = Field(default=128, ge=1, le=4096)
+    # How long a batch may wait for requests already on their way (a lone one never waits).
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    # Admission control: texts queued at most (past it: 503 + Retry-After); 0 sizes it from the
+    # served model's measured throughput, as queue_target_s seconds of work.
+    max_queued_texts: int = Field(default=0, ge=0)
+    queue_target_s: float = Field(default=0.5, gt=0, le=60)
+    # A request still queued after this long is answered 503 + Retry-After, never computed.
+    request_deadline_s: float = Field(default=5.0, gt=0, le=600)
     torch_threads: int = Field(default=0, ge=0)  # 0: the CPUs available, less one (at least 1)
     # "bfloat16": the recurrent products in bfloat16, faster on CPUs with AMX or AVX-512 BF16;
     # probabilities move by about 1e-3 from the exact "float32".
@@ -34,12 +43,22 @@ class Settings(CommonSettings):
     reload_interval_s: float = Field(default=5.0, gt=0)
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     cache_max_entries: int = Field(default=100_000, ge=0)
-    redis_timeout_s: float = Field(default=0.1, gt=0)
+    # 0.1 s tripped under load (the loop late to read a fast answer); the breaker opens after
+    # 3 failures in a row, so a dead Redis still costs little.
+    redis_timeout_s: float = Field(default=0.5, gt=0)
     redis_retry_s: float = Field(default=2.0, gt=0)
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
-    max_texts_per_batch: int = Field(default=256, ge=1)
-    max_text_chars: int = Field(default=10_000, ge=1)
+    max_texts_per_batch: int = Field(default=MAX_TEXTS_PER_BATCH, ge=1, le=MAX_TEXTS_PER_BATCH)
+    # Longer texts get 422; shorter ones are truncated to the model's token window.
+    max_text_chars: int = Field(default=MAX_TEXT_CHARS, ge=1, le=MAX_TEXT_CHARS)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)  # request line + headers; past it 431
+    header_timeout_s: float = Field(default=10.0, gt=0)  # headers slower than this: 408
+    body_timeout_s: float = Field(default=30.0, gt=0)  # a body stalled this long between pieces: 408
+    gzip_min_bytes: int = Field(default=4096, ge=0)  # responses this large are gzipped on request
+    # Origins allowed to call the API from a browser (comma-separated); unset: none.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    drift_window: int = Field(default=10_000, ge=1)  # texts whose predicted domains /metrics shows
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
 
     @field_validator("api_key", mode="before")
@@ -47,6 +66,13 @@ class Settings(CommonSettings):
     def _blank_key_is_no_key(cls, value: object) -> object:
         # compose passes ${TWEETDOMAINS_API_KEY:-}: an empty variable means "no key".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @field_validator("redis_url", mode="before")
     @classmethod

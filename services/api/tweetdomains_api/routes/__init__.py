@@ -1,0 +1,1 @@
+"""One router per resource: classify, operations (health, metrics, model), the page and docs."""
