@@ -1,0 +1,15 @@
+# syntax=docker/dockerfile:1
+# Stand-in for redis:7.4-alpine where no registry can be reached: Debian's redis-server and
+# redis-cli, so docker-compose.yml's command and healthcheck run unchanged.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title="tweetdomains-standin-redis"
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends redis-server \
+    && rm -rf /var/lib/apt/lists/*
+USER redis
+WORKDIR /var/lib/redis
+EXPOSE 6379
+HEALTHCHECK CMD ["redis-cli", "ping"]
+CMD ["redis-server", "--protected-mode", "no"]
