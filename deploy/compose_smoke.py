@@ -11,7 +11,7 @@ created (images stay cached). Its last line:
 
     images=3 compose_ready_s=N classify=ok api_added_mb=N collector_added_mb=N trainer_added_mb=N
 
-The images come from ``make images`` (the Makefile runs it first). Settings (environment):
+The images come from deploy/images.sh (``make images``), run first. Settings (environment):
 ``TWEETDOMAINS_DATA_DIR``, ``TWEETDOMAINS_TAG`` (0.1.0), ``SMOKE_TIMEOUT_S`` (each wait, 900).
 """
 
@@ -42,7 +42,7 @@ STORE = "s3://tweetdomains/store"
 TRAIN = f"train --recipe original --epochs 2 --store {STORE} --device cpu --no-progress"
 # The README's compose commands, in the order this script runs them (tests/system/
 # test_readme_deploy.py checks the README shows exactly these).
-UP = "docker compose up -d"
+UP = "docker compose up -d --build"
 TRAIN_ONCE = f"docker compose --profile train run --rm trainer {TRAIN}"
 RESTART_API = "docker compose restart api"
 DOWN = "docker compose --profile train down -v"
@@ -169,27 +169,19 @@ def http(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         return 0, None
 
 
-def image_added_mb(engine: str, image: str, base: str) -> int:
-    def size(name: str) -> int:
-        out = subprocess.run(
-            [engine, "image", "inspect", "--format", "{{.Size}}", name],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return int(out.stdout.strip())
-
-    return (size(image) - size(base)) // 1_000_000
-
-
-def base_of(engine: str, image: str) -> str:
-    """The base image `make images` recorded in the image's labels (deploy/images.sh)."""
-    out = subprocess.run(
-        [engine, "image", "inspect", "--format", '{{index .Labels "tweetdomains.base"}}', image],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    base = out.stdout.strip()
-    if out.returncode != 0 or not base or base == "<no value>":
-        fail(f"{image}: not built by `make images` (no tweetdomains.base label); run `make images`")
-    return base
+def script(path: str, env: dict[str, str]) -> str:
+    """Run one of deploy/'s scripts, its output shown as it comes; its last line."""
+    last = ""
+    with subprocess.Popen(
+        [str(ROOT / path)], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            last = line.strip() or last
+    if process.returncode != 0:
+        fail(f"{path} exited {process.returncode}")
+    return last
 
 
 def find_engine() -> tuple[str, list[str]] | None:
@@ -197,11 +189,19 @@ def find_engine() -> tuple[str, list[str]] | None:
     if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
         return "docker", ["docker", "compose", "-p", PROJECT, "-f", "docker-compose.yml"]
     if shutil.which("podman") and subprocess.run(["podman", "info"], capture_output=True).returncode == 0:
-        compose = os.environ.get("PODMAN_COMPOSE") or shutil.which("podman-compose")
-        if not compose:
+        podman_compose = os.environ.get("PODMAN_COMPOSE") or shutil.which("podman-compose")
+        if not podman_compose or not Path(podman_compose).exists():
             fail("podman-compose is not installed (make compose-smoke installs it in .venv/compose)")
-        # The stand-ins replace only the images (deploy/compose.test.yml says why).
-        return "podman", [compose, "-p", PROJECT, "-f", "docker-compose.yml", "-f", str(OVERRIDE)]
+        # The stand-ins replace only the images (deploy/compose.test.yml says why); the builds
+        # get what deploy/images.sh gives them: the host's CA bundle, the torch wheelhouse.
+        build = ["--network=host", "-v", "/etc/ssl/certs:/etc/ssl/certs:ro"]
+        build += ["-v", f"{ROOT}/deploy/pip.conf:/etc/pip.conf:ro"]
+        wheelhouse = os.environ.get("TORCH_WHEELHOUSE_DIR") or os.environ.get("PIP_FIND_LINKS", "")
+        if wheelhouse and list(Path(wheelhouse).glob("torch-*.whl")):
+            build += ["-v", f"{wheelhouse}:/wheelhouse:ro"]
+            os.environ["SMOKE_TORCH_WHEELHOUSE"] = "/wheelhouse"
+        files = ["-p", PROJECT, "-f", "docker-compose.yml", "-f", str(OVERRIDE)]
+        return "podman", [podman_compose, "--podman-build-args", shlex.join(build), *files]
     return None
 
 
@@ -210,9 +210,10 @@ def main() -> None:
     found = find_engine()
     if found is None:
         message = "containers cannot run here: neither `docker info` nor `podman info` answers"
-        if os.environ.get("CI") == "true":
-            fail(message)
-        print(f"SKIPPED: {message}")
+        reason = os.environ.get("SKIP_CONTAINERS")
+        if os.environ.get("CI") == "true" and not reason:
+            fail(f"{message} (set SKIP_CONTAINERS=<why> to skip deliberately)")
+        print(f"SKIPPED: {message}" + (f" (SKIP_CONTAINERS={reason})" if reason else ""))
         return
     engine, compose = found
     timeout = float(os.environ.get("SMOKE_TIMEOUT_S", "900"))
@@ -234,6 +235,10 @@ def main() -> None:
         fail(f"real data not found at {data}/raw (set TWEETDOMAINS_DATA_DIR)")
     else:
         log(f"real data not found at {data}/raw (set TWEETDOMAINS_DATA_DIR): the collector simulates")
+    built = script("deploy/images.sh", env)
+    added = dict(part.split("=") for part in built.split()[1:])
+    if engine == "podman":
+        script("deploy/standins.sh", env)
     stack = Stack(engine, compose, env)
     api = f"http://127.0.0.1:{env['API_PORT']}"
     leftovers = stack.leftovers()
@@ -305,14 +310,10 @@ def main() -> None:
             fail(f"`{DOWN}` left {leftovers}")
         log("torn down: no container, volume or network of the project is left")
 
-    added = {
-        service: image_added_mb(engine, f"tweetdomains-{service}:{tag}", base_of(engine, f"tweetdomains-{service}:{tag}"))
-        for service in ("api", "collector", "trainer")
-    }
     log(f"model ready {ready_s:.0f} s after training")
     print(
-        f"images=3 compose_ready_s={compose_ready_s} classify=ok api_added_mb={added['api']} "
-        f"collector_added_mb={added['collector']} trainer_added_mb={added['trainer']}"
+        f"images=3 compose_ready_s={compose_ready_s} classify=ok api_added_mb={added['api_added_mb']} "
+        f"collector_added_mb={added['collector_added_mb']} trainer_added_mb={added['trainer_added_mb']}"
     )
 
 

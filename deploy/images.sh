@@ -64,8 +64,6 @@ for service in collector api trainer; do
     from="$trainer_base"
     [[ "$trainer_base" == "$cuda_image" ]] || args+=("${cpu_index[@]}")
   fi
-  # Where `make compose-smoke` finds the base to report the size over.
-  args+=(--label "tweetdomains.base=$from")
   start=$SECONDS
   log="$(mktemp /tmp/tweetdomains-build-$service.XXXXXX)"
   if ! $engine "${build[@]}" "${args[@]}" -f "services/$service/Dockerfile" -t "$image" . >"$log" 2>&1; then
