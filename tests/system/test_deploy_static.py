@@ -57,6 +57,12 @@ CHECKOV_DOCKERFILE_SKIPPED = {
     "trainer": {
         "CKV_DOCKER_7": "FROM ${CUDA_IMAGE}: checkov does not resolve the ARG, whose default is a pinned tag",
     },
+    **{
+        service: {
+            "CKV_DOCKER_7": "FROM ${BASE_IMAGE}: checkov does not resolve the ARG, whose default is a pinned tag",
+        }
+        for service in ("collector", "api")
+    },
 }
 
 
