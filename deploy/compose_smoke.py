@@ -24,7 +24,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -189,8 +188,8 @@ def find_engine() -> tuple[str, list[str]] | None:
     if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
         return "docker", ["docker", "compose", "-p", PROJECT, "-f", "docker-compose.yml"]
     if shutil.which("podman") and subprocess.run(["podman", "info"], capture_output=True).returncode == 0:
-        podman_compose = os.environ.get("PODMAN_COMPOSE") or shutil.which("podman-compose")
-        if not podman_compose or not Path(podman_compose).exists():
+        podman_compose = os.environ.get("PODMAN_COMPOSE") or shutil.which("podman-compose") or ""
+        if not Path(podman_compose).is_file():
             fail("podman-compose is not installed (make compose-smoke installs it in .venv/compose)")
         # The stand-ins replace only the images (deploy/compose.test.yml says why); the builds
         # get what deploy/images.sh gives them: the host's CA bundle, the torch wheelhouse.
@@ -249,8 +248,8 @@ def main() -> None:
     try:
         start = time.monotonic()
         stack.run(UP)
-        for service in ("redis", "minio"):
-            wait(f"{service} healthy", lambda s=service: stack.healthy(s), timeout)
+        wait("redis healthy", lambda: stack.healthy("redis"), timeout)
+        wait("minio healthy", lambda: stack.healthy("minio"), timeout)
         wait("minio-init exited 0 (bucket created)", lambda: stack.exited_ok("minio-init"), timeout)
         wait("collector /healthz", lambda: stack.healthy("collector"), timeout)
         wait("api /healthz", lambda: stack.healthy("api"), timeout)
@@ -269,8 +268,10 @@ def main() -> None:
         collector = stack.container("collector")
         wait(
             "the collector to reach the end of its replay",
-            lambda: stack.engine_run("inspect", "--format", "{{.RestartCount}}", collector).stdout.strip()
-            not in ("", "0"),
+            lambda: (
+                stack.engine_run("inspect", "--format", "{{.RestartCount}}", collector).stdout.strip()
+                not in ("", "0")
+            ),
             timeout,
             every=5,
         )
@@ -278,11 +279,14 @@ def main() -> None:
 
         train_start = time.monotonic()
         out = stack.run(TRAIN_ONCE, timeout=3600)
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        run_id = result.get("run_id")
-        log(f"trained {run_id} in {time.monotonic() - train_start:.0f} s: {out.stdout.strip().splitlines()[-1]}")
+        last = out.stdout.strip().splitlines()[-1]
+        run_id = json.loads(last).get("run_id")
+        log(f"trained {run_id} in {time.monotonic() - train_start:.0f} s: {last}")
 
-        ready_s = wait("api /readyz (the trained model loaded)", lambda: http(f"{api}/readyz")[0] == 200, timeout)
+        def ready() -> bool:
+            return http(f"{api}/readyz")[0] == 200
+
+        ready_s = wait("api /readyz (the trained model loaded)", ready, timeout)
         code, answer = http(f"{api}/classify", {"text": TWEET})
         if code != 200 or not answer or not answer.get("domains") or not answer.get("model_version"):
             fail(f"/classify answered {code}: {answer}")
@@ -294,7 +298,7 @@ def main() -> None:
         log("collector /healthz: ok")
 
         stack.run(RESTART_API)
-        wait("api /readyz after the restart", lambda: http(f"{api}/readyz")[0] == 200, timeout)
+        wait("api /readyz after the restart", ready, timeout)
         code, again = http(f"{api}/classify", {"text": TWEET})
         if code != 200 or not again or again.get("model_version") != version:
             fail(f"after the restart /classify answered {code}: {again} (model {version} expected)")
@@ -327,4 +331,4 @@ print(sum(len(page.get("Contents", [])) for page in pages))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

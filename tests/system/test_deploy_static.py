@@ -59,7 +59,7 @@ CHECKOV_DOCKERFILE_SKIPPED = {
     },
     **{
         service: {
-            "CKV_DOCKER_7": "FROM ${BASE_IMAGE}: checkov does not resolve the ARG, whose default is a pinned tag",
+            "CKV_DOCKER_7": "FROM ${BASE_IMAGE}: as the trainer's, an ARG whose default is a pinned tag"
         }
         for service in ("collector", "api")
     },
@@ -687,8 +687,9 @@ def test_compose_test_override_swaps_only_images_and_build_args() -> None:
 
 
 def requirements_of(*extras: str, only: str | None = None) -> list[str]:
-    args = [sys.executable, str(DEPLOY / "requirements.py"), *extras, "--pyproject", str(ROOT / "pyproject.toml")]
-    result = run([*args, *(["--only", only] if only else [])])
+    pyproject = str(ROOT / "pyproject.toml")
+    args = [sys.executable, str(DEPLOY / "requirements.py"), *extras, "--pyproject", pyproject]
+    result = run(args + (["--only", only] if only else []))
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 
