@@ -74,6 +74,16 @@ class Stack:
         words = shlex.split(readme_command)
         assert words[:2] == ["docker", "compose"], readme_command
         argv = [*self.compose, *words[2:]]
+        if self.engine == "podman":
+            # podman 4.3 (Debian 12) cannot start a container whose `--requires` include a
+            # finished one-shot container (minio-init) that itself requires a running one
+            # ("generating dependency graph ... not found in input list"), and would restart
+            # minio-init besides. --no-deps leaves the order to podman-compose, which still
+            # starts the services in depends_on order (podman < 4.6 cannot wait for healthy).
+            for verb in ("up", "run"):
+                if verb in argv:
+                    argv.insert(argv.index(verb) + 1, "--no-deps")
+                    break
         log(f"$ {readme_command}")
         result = subprocess.run(
             argv, cwd=ROOT, env=self.env, text=True, capture_output=True, timeout=timeout, check=False
@@ -132,17 +142,19 @@ class Stack:
             out = self.engine_run("logs", "--tail", "40", name)
             print(f"--- logs of {service} ---\n{out.stdout[-6000:]}{out.stderr[-6000:]}", flush=True)
 
-    def leftovers(self) -> list[str]:
-        label = f"label=com.docker.compose.project={PROJECT}"
-        found = []
+    def existing(self) -> set[str]:
+        """Every container, volume and network on this machine (what is left is compared)."""
+        found = set()
         for kind in ("container", "volume", "network"):
-            args = ["ls", "-a", "-q"] if kind == "container" else ["ls", "-q"]
-            names = self.engine_run(kind, *args, "--filter", label).stdout.split()
-            if kind != "container":
-                prefix = PROJECT.replace("-", "")  # podman-compose and docker both use the project
-                names = [n for n in names if n.startswith((PROJECT, prefix))]
-            found += [f"{kind} {n}" for n in names]
+            args = ["ls", "-a", "-q", "--no-trunc"] if kind == "container" else ["ls", "-q"]
+            found |= {f"{kind} {name}" for name in self.engine_run(kind, *args).stdout.split()}
         return found
+
+    def leftovers(self, since: set[str] | None = None) -> list[str]:
+        """What belongs to the project: named after it, or created since ``since``."""
+        now = self.existing()
+        names = {n for n in now if n.split(" ", 1)[1].startswith(PROJECT)}
+        return sorted(names | (now - since if since is not None else set()))
 
 
 def wait(what: str, check: Callable[[], bool], timeout: float, every: float = 2.0) -> float:
@@ -240,10 +252,10 @@ def main() -> None:
         script("deploy/standins.sh", env)
     stack = Stack(engine, compose, env)
     api = f"http://127.0.0.1:{env['API_PORT']}"
-    leftovers = stack.leftovers()
-    if leftovers:
-        log(f"removing what an earlier run left: {leftovers}")
+    if stack.leftovers():
+        log(f"removing what an earlier run left: {stack.leftovers()}")
         stack.run(DOWN)
+    before = stack.existing()
 
     try:
         start = time.monotonic()
@@ -309,7 +321,7 @@ def main() -> None:
         raise
     finally:
         stack.run(DOWN)
-        leftovers = stack.leftovers()
+        leftovers = stack.leftovers(since=before)
         if leftovers:
             fail(f"`{DOWN}` left {leftovers}")
         log("torn down: no container, volume or network of the project is left")
