@@ -23,6 +23,13 @@ def api(tmp_path: Path) -> Iterator[ApiProcess]:
     process.stop()
 
 
+def in_flight(api: ApiProcess) -> int:
+    """Requests that reached the batcher: the cache counts each one's miss on the way there."""
+    metrics = httpx.get(api.base + "/metrics", timeout=10).text
+    misses = [m for m in metrics.splitlines() if m.startswith('tweetdomains_cache_total{result="miss"}')]
+    return int(float(misses[0].split()[-1])) if misses else 0
+
+
 def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     publish_model(store, seed=1)
@@ -34,7 +41,11 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
         futures = [
             pool.submit(httpx.post, api.base + "/classify", json={"text": t}, timeout=30) for t in texts
         ]
-        time.sleep(0.3)
+        # SIGTERM once all 8 are in flight (past the cache, waiting for their batch), however
+        # slowly a busy machine got them there: a fixed sleep sent it before some had arrived.
+        deadline = time.monotonic() + 60
+        while in_flight(api) < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
         api.process.terminate()
         responses = [f.result() for f in futures]
         code = api.process.wait(timeout=30)
