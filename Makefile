@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint format pytest benchmarks benchmark-quality reliability clean
+.PHONY: install demo test lint format pytest benchmarks benchmark-quality reliability images compose-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,20 @@ benchmarks: install
 benchmark-quality: install
 	$(BIN)/python -m pip install --quiet -e '.[quality]'
 	$(BIN)/python benchmarks/quality.py
+
+## images: build the collector, trainer and API images (podman or docker), print sizes, check them
+images:
+	deploy/images.sh
+
+# podman-compose runs the compose files with podman; a venv of its own, like checkov's.
+$(VENV)/compose/bin/podman-compose:
+	$(PYTHON) -m venv $(VENV)/compose
+	$(VENV)/compose/bin/pip install --quiet 'podman-compose==1.6.0'
+
+## compose-smoke: docker-compose.yml for real: images, collect real tweets, train, classify, tear down
+compose-smoke:
+	if command -v podman >/dev/null && ! command -v docker >/dev/null; then $(MAKE) $(VENV)/compose/bin/podman-compose; fi
+	PODMAN_COMPOSE=$(CURDIR)/$(VENV)/compose/bin/podman-compose $(PYTHON) deploy/compose_smoke.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -57,6 +57,12 @@ CHECKOV_DOCKERFILE_SKIPPED = {
     "trainer": {
         "CKV_DOCKER_7": "FROM ${CUDA_IMAGE}: checkov does not resolve the ARG, whose default is a pinned tag",
     },
+    **{
+        service: {
+            "CKV_DOCKER_7": "FROM ${BASE_IMAGE}: as the trainer's, an ARG whose default is a pinned tag"
+        }
+        for service in ("collector", "api")
+    },
 }
 
 
@@ -653,3 +659,89 @@ def test_manifests_pass_checkov(workdir: str) -> None:
         path.write_text(built_overlay(overlay, workdir))
         files += ["-f", str(path)]
     assert checkov_failures(["--framework", "kubernetes", *files], CHECKOV_K8S_SKIPPED) == []
+
+
+# --- image builds and the compose smoke test (deploy/) -----------------------------------------
+
+DEPLOY = ROOT / "deploy"
+COMPOSE_TEST = DEPLOY / "compose.test.yml"
+
+
+def test_compose_test_override_swaps_only_images_and_build_args() -> None:
+    """deploy/compose.test.yml keeps every service, command, healthcheck, volume, environment
+    variable and depends_on of docker-compose.yml: it may set only images and build args."""
+    override = load_yaml(COMPOSE_TEST)["services"]
+    real = load_yaml(COMPOSE)["services"]
+    assert set(override) <= set(real)
+    for name, service in override.items():
+        assert set(service) <= {"image", "build"}, name
+        assert set(service.get("build", {})) <= {"args"}, name
+        if "build" in service:
+            assert "build" in real[name], f"{name} is not built from this repository"
+    merged = merge(load_yaml(COMPOSE), load_yaml(COMPOSE_TEST))
+    for name, service in real.items():
+        for key in ("command", "entrypoint", "healthcheck", "volumes", "environment", "depends_on"):
+            assert merged["services"][name].get(key) == service.get(key), f"{name}.{key}"
+    # The third-party images it swaps are the ones docker-compose.yml names.
+    assert {n for n, s in override.items() if "image" in s} == {"redis", "minio", "minio-init"}
+
+
+def requirements_of(*extras: str, only: str | None = None) -> list[str]:
+    pyproject = str(ROOT / "pyproject.toml")
+    args = [sys.executable, str(DEPLOY / "requirements.py"), *extras, "--pyproject", pyproject]
+    result = run(args + (["--only", only] if only else []))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_images_take_their_requirements_from_pyproject() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_pin = next(r for r in project["optional-dependencies"]["api"] if r.startswith("torch"))
+    collector = requirements_of("collector")
+    assert not [r for r in collector if r.startswith("torch")], "the collector image must not get torch"
+    assert set(project["dependencies"]) <= set(collector)
+    for service in ("api", "trainer"):
+        assert requirements_of(service, only="torch") == [torch_pin]
+        assert set(project["optional-dependencies"][service]) <= set(requirements_of(service))
+    for service in SERVICES:
+        dockerfile = (ROOT / "services" / service / "Dockerfile").read_text()
+        assert f"requirements.py {service}" in dockerfile, service
+        assert "check_installed.py" in dockerfile, f"{service}: the installed project is not checked"
+        # No package list of its own: the sources are copied whole, pyproject.toml maps them.
+        assert "touch" not in dockerfile and "COPY services/ services/" in dockerfile, service
+
+
+def test_check_installed_fails_on_a_stub_and_passes_on_the_copied_source(tmp_path: Path) -> None:
+    """The build step that stops the 0-byte ``__init__.py`` stub from ever reaching an image."""
+    source = tmp_path / "src"
+    (source / "lib" / "demo_pkg").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n[tool.setuptools]\npackage-dir = { "demo_pkg" = "lib/demo_pkg" }\n'
+    )
+    (source / "lib" / "demo_pkg" / "__init__.py").write_text('__version__ = "1.0"\n')
+    (source / "lib" / "demo_pkg" / "core.py").write_text("X = 1\n")
+    site = tmp_path / "site" / "demo_pkg"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("")  # what the dependency layer's stub left
+    env = {**os.environ, "PYTHONPATH": str(site.parent)}
+    check = [sys.executable, str(DEPLOY / "check_installed.py"), str(source)]
+    stub = run(check, env=env, cwd=tmp_path)
+    assert stub.returncode == 1
+    assert "demo_pkg/__init__.py: installed file differs from the source" in stub.stdout
+    assert "demo_pkg/core.py: in the source, not installed" in stub.stdout
+    shutil.copytree(source / "lib" / "demo_pkg", site, dirs_exist_ok=True)
+    (site / "stale.py").write_text("")
+    stale = run(check, env=env, cwd=tmp_path)
+    assert stale.returncode == 1 and "demo_pkg/stale.py: installed, not in the source (stale)" in stale.stdout
+    (site / "stale.py").unlink()
+    ok = run(check, env=env, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_dockerignore_keeps_the_build_context_to_what_the_images_copy() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in (".git", ".venv", ".env", "tests", "benchmarks", "**/build", "deploy/*"):
+        assert path in ignored, path
+    assert {"!deploy/requirements.py", "!deploy/check_installed.py"} <= set(ignored)

@@ -3,8 +3,10 @@ Kubernetes resources and overlays, environment variables and files."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from functools import cache
+from types import ModuleType
 
 import pytest
 
@@ -68,6 +70,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def deploy_files_text() -> str:
     files = [COMPOSE, COMPOSE_GPU, ENV_EXAMPLE, *K8S.rglob("*.yaml"), *K8S.rglob("*.example")]
+    files += [path for path in (ROOT / "deploy").rglob("*") if path.is_file()]
     return "\n".join(path.read_text() for path in files)
 
 
@@ -132,7 +135,8 @@ def test_kubernetes_resources_and_overlays_named_exist(workdir: str) -> None:
     generated = {(kind, name.rsplit("-", 1)[0]) for kind, name in existing if kind in ("ConfigMap", "Secret")}
     named = {
         (KINDS[kind.lower()], name)
-        for kind, name in re.findall(r"\b([A-Za-z]+)/([a-z0-9][a-z0-9-]*[a-z0-9])\b", section)
+        # A file path (`deploy/images.sh`) is no resource: the name is followed by `.`, `_` or `/`.
+        for kind, name in re.findall(r"\b([A-Za-z]+)/([a-z0-9][a-z0-9-]*[a-z0-9])(?![\w/-]|\.\w)", section)
         if kind.lower() in KINDS
     }
     named |= {("Job", name) for name in re.findall(r"delete job ([a-z0-9-]+)", section)}
@@ -162,3 +166,23 @@ def test_environment_variables_named_exist() -> None:
     files = deploy_files_text()
     unknown = {v for v in named if v not in known and not re.search(rf"\b{v}\b", files)}
     assert unknown == set()
+
+
+def compose_smoke() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("compose_smoke", ROOT / "deploy" / "compose_smoke.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_compose_commands_are_the_ones_the_smoke_test_runs() -> None:
+    """The first command block of "### Docker Compose" is what `make compose-smoke` runs, in
+    the same order: every `docker compose` command of it, and no other."""
+    section = deploy_section()
+    match = re.search(r"^### Docker Compose\b.*?(?=^### |\Z)", section, re.MULTILINE | re.DOTALL)
+    assert match, "no `### Docker Compose` section"
+    blocks = re.findall(r"```bash\n(.*?)```", match.group(0), re.DOTALL)
+    assert blocks, "the compose section shows no commands"
+    shown = [c for c in code_in(f"```bash\n{blocks[0]}```") if c.startswith("docker compose")]
+    assert shown == [" ".join(c.split()) for c in compose_smoke().README_COMMANDS]
