@@ -62,7 +62,7 @@ $(VENV)/compose/bin/podman-compose:
 
 ## compose-smoke: docker-compose.yml for real: images, collect real tweets, train, classify, tear down
 compose-smoke:
-	if command -v podman >/dev/null && ! command -v docker >/dev/null; then $(MAKE) $(VENV)/compose/bin/podman-compose; fi
+	if command -v podman >/dev/null && ! docker info >/dev/null 2>&1; then $(MAKE) $(VENV)/compose/bin/podman-compose; fi
 	PODMAN_COMPOSE=$(CURDIR)/$(VENV)/compose/bin/podman-compose $(PYTHON) deploy/compose_smoke.py
 
 clean:
