@@ -15,8 +15,8 @@ from tweetdomains.dataset import split_of
 from tweetdomains.records import Record
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
-from tweetdomains.text import PAD, UNK, content_hash, normalize, tokenize
-from tweetdomains.vocab import WordpieceVocabulary
+from tweetdomains.text import content_hash, normalize, tokenize
+from tweetdomains.vocab import PAD, UNK, WordpieceVocabulary
 from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.data import SPLITS, encode_dataset, load_dataset, train_batches
 from tweetdomains_trainer.shards import (
