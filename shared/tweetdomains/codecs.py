@@ -17,7 +17,9 @@ Formats, detected per line (or per file, for one pretty-printed JSON document):
 
 Bad input never raises: each line that yields no record is counted in :class:`ParseStats`.
 Tweets without context annotations still become records (with no domains); dropping them
-is the collector's decision, see :func:`keep_reason`.
+is the collector's decision, see :func:`keep_reason`. The X API tweet objects are read by
+:mod:`tweetdomains.xapi`, the legacy lines by :mod:`tweetdomains.legacy`; the names they
+export are re-exported here, the one reader module the services import.
 """
 
 from __future__ import annotations
@@ -29,14 +31,20 @@ import json
 import os
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from tweetdomains import taxonomy
+from tweetdomains.legacy import LEGACY_SEPARATOR as LEGACY_SEPARATOR
+from tweetdomains.legacy import LegacyFormatError as LegacyFormatError
+from tweetdomains.legacy import decode_bytes_literal as decode_bytes_literal
+from tweetdomains.legacy import format_legacy_line as format_legacy_line
+from tweetdomains.legacy import parse_legacy_line
+from tweetdomains.parse_stats import ParseStats as ParseStats
+from tweetdomains.parse_stats import clean_text
 from tweetdomains.records import Record, RecordError
-
-LEGACY_SEPARATOR = "<COMMA>"
+from tweetdomains.xapi import referenced_map, tweets_to_records
+from tweetdomains.xapi import tweet_to_record as tweet_to_record
 
 FORMAT_API = "api"
 FORMAT_TWEET = "tweet"
@@ -66,199 +74,7 @@ _TWEET_KEYS = frozenset(
 _PAYLOAD_KEYS = frozenset({"data", "errors", "includes", "matching_rules", "meta"})
 
 
-@dataclass
-class ParseStats:
-    """What a reader saw: input units, records made, malformed lines, and why things were skipped.
-
-    ``lines`` counts non-blank input lines (a pretty-printed JSON file counts as one).
-    ``bad_lines`` counts lines that could not be decoded at all (broken JSON, a broken legacy
-    literal, a record with wrong-typed fields, a corrupt gzip stream). ``skipped`` counts, by
-    reason, everything that did not become a record (the malformed lines included, under
-    ``bad_json``, ``bad_legacy``, ``bad_record``, ``bad_gzip``; API ``errors`` entries under
-    ``api_error``; objects without tweet text under ``no_text``; JSON of no known shape under
-    ``unknown_shape``). ``repaired`` counts records kept after a repair (``utf8_replaced``,
-    ``surrogates_replaced``, ``lossy_id``).
-    """
-
-    lines: int = 0
-    records: int = 0
-    bad_lines: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    repaired: dict[str, int] = field(default_factory=dict)
-
-    def skip(self, reason: str, count: int = 1) -> None:
-        """Count ``count`` items that did not become records, for ``reason``."""
-        self.skipped[reason] = self.skipped.get(reason, 0) + count
-
-    def bad(self, reason: str) -> None:
-        """Count one malformed line (also under ``skipped[reason]``)."""
-        self.bad_lines += 1
-        self.skip(reason)
-
-    def repair(self, reason: str) -> None:
-        """Count one record kept after a repair."""
-        self.repaired[reason] = self.repaired.get(reason, 0) + 1
-
-    def merge(self, other: ParseStats) -> ParseStats:
-        """Add ``other``'s counts to this one; returns self."""
-        self.lines += other.lines
-        self.records += other.records
-        self.bad_lines += other.bad_lines
-        for reason, count in other.skipped.items():
-            self.skip(reason, count)
-        for reason, count in other.repaired.items():
-            self.repaired[reason] = self.repaired.get(reason, 0) + count
-        return self
-
-    def summary(self) -> str:
-        """One line: ``lines=12 records=9 bad_lines=2 skipped[api_error=1 bad_json=2]``."""
-        text = f"lines={self.lines} records={self.records} bad_lines={self.bad_lines}"
-        if self.skipped:
-            text += " skipped[" + " ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) + "]"
-        if self.repaired:
-            text += " repaired[" + " ".join(f"{k}={v}" for k, v in sorted(self.repaired.items())) + "]"
-        return text
-
-
 # --------------------------------------------------------------------------- API tweets
-
-
-def _clean(text: str, stats: ParseStats | None) -> str:
-    """Replace lone UTF-16 surrogates (JSON allows ``"\\ud83d"`` alone; UTF-8 does not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        if stats is not None:
-            stats.repair("surrogates_replaced")
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def _opt_str(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _annotations(tweet: Mapping[str, Any]) -> list[Any]:
-    value = tweet.get("context_annotations")
-    if isinstance(value, str):  # some exports store the list as a JSON string
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return []
-    return value if isinstance(value, list) else []
-
-
-def _labels(annotations: list[Any]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(sorted unique canonical domain names, their ids, unique entity names in order)."""
-    ids_by_name: dict[str, str] = {}
-    entities: dict[str, None] = {}
-    for item in annotations:
-        if not isinstance(item, Mapping):
-            continue
-        domain = item.get("domain")
-        if isinstance(domain, Mapping) and isinstance(domain.get("name"), str) and domain["name"].strip():
-            name = taxonomy.canonical_name(domain["name"])
-            if name not in ids_by_name:
-                ids_by_name[name] = taxonomy.id_for(name) or _opt_str(domain.get("id")) or ""
-        entity = item.get("entity")
-        if isinstance(entity, Mapping) and isinstance(entity.get("name"), str):
-            entities.setdefault(entity["name"], None)
-    names = tuple(sorted(ids_by_name))
-    return names, tuple(ids_by_name[n] for n in names), tuple(entities)
-
-
-def _tweet_text(tweet: Mapping[str, Any]) -> str | None:
-    note = tweet.get("note_tweet")  # long posts: "text" is cut, the whole text is here
-    if isinstance(note, Mapping) and isinstance(note.get("text"), str):
-        return str(note["text"])
-    text = tweet.get("text")
-    if isinstance(text, str):
-        return text
-    html_text = tweet.get("html")  # an export that renamed "text" and escaped its newlines
-    if isinstance(html_text, str):
-        return html_text.replace("\\n", "\n")
-    return None
-
-
-def _retweeted(
-    tweet: Mapping[str, Any], referenced: Mapping[str, Mapping[str, Any]]
-) -> Mapping[str, Any] | None:
-    refs = tweet.get("referenced_tweets")
-    if not isinstance(refs, list):
-        return None
-    for ref in refs:
-        if isinstance(ref, Mapping) and ref.get("type") == "retweeted":
-            if _tweet_text(ref) is not None:  # twarc's flattened form inlines the tweet
-                return ref
-            found = referenced.get(str(ref.get("id")))
-            if found is not None and _tweet_text(found) is not None:
-                return found
-    return None
-
-
-def tweet_to_record(
-    tweet: Any,
-    referenced: Mapping[str, Mapping[str, Any]] | None = None,
-    stats: ParseStats | None = None,
-) -> Record | None:
-    """One API tweet object (or twarc's flattened tweet) as a Record; None when it has no text.
-
-    A retweet's own text is cut short (``RT @user: ...…``): when the retweeted tweet is in
-    ``referenced`` (the payload's ``includes.tweets`` by id) or inlined, its full text is used.
-    The retweet keeps its own id, language and annotations, and borrows the original's
-    annotations when it has none.
-    """
-    if not isinstance(tweet, Mapping):
-        return None
-    text = _tweet_text(tweet)
-    if text is None:
-        return None
-    annotations = _annotations(tweet)
-    original = _retweeted(tweet, referenced or {})
-    if original is not None:
-        text = _tweet_text(original) or text
-        if not annotations:
-            annotations = _annotations(original)
-    domains, domain_ids, entities = _labels(annotations)
-    return Record(
-        text=_clean(text, stats),
-        domains=domains,
-        domain_ids=domain_ids,
-        entities=entities,
-        id=_opt_str(tweet.get("id")),
-        lang=_str_or_none(tweet.get("lang")),
-        created_at=_str_or_none(tweet.get("created_at")),
-    )
-
-
-def _referenced_map(includes: Any) -> dict[str, Mapping[str, Any]]:
-    tweets = includes.get("tweets") if isinstance(includes, Mapping) else None
-    if not isinstance(tweets, list):
-        return {}
-    return {str(t["id"]): t for t in tweets if isinstance(t, Mapping) and "id" in t}
-
-
-def _tweets_to_records(
-    tweets: Iterable[Any], referenced: Mapping[str, Mapping[str, Any]], stats: ParseStats
-) -> list[Record]:
-    records = []
-    for tweet in tweets:
-        record = tweet_to_record(tweet, referenced, stats)
-        if record is None:
-            stats.skip("no_text")
-        else:
-            records.append(record)
-    return records
-
-
 def _classify(obj: Any, label_field: str = "domains") -> str:
     if isinstance(obj, list):
         return FORMAT_API
@@ -328,17 +144,17 @@ def _parse_object(obj: Any, stats: ParseStats, label_field: str) -> list[Record]
         if "data" not in obj and isinstance(obj.get("tweets"), list):
             # An "includes" object saved on its own: its tweets are the content.
             data, includes = obj["tweets"], obj
-        referenced = _referenced_map(includes)
+        referenced = referenced_map(includes)
         if isinstance(data, Mapping):
-            records = _tweets_to_records([data], referenced, stats)
+            records = tweets_to_records([data], referenced, stats)
         elif isinstance(data, list):
-            records = _tweets_to_records(data, referenced, stats)
+            records = tweets_to_records(data, referenced, stats)
         else:
             if data is not None:
                 stats.skip("unknown_shape")
             records = []
     elif kind == FORMAT_TWEET:
-        records = _tweets_to_records([obj], {}, stats)
+        records = tweets_to_records([obj], {}, stats)
     elif kind == FORMAT_NORMALIZED:
         if isinstance(obj.get("id"), float):
             # TweetTopicXL's es/ja files store ids as floats (1.542085202e+18): digits are lost,
@@ -350,7 +166,7 @@ def _parse_object(obj: Any, stats: ParseStats, label_field: str) -> list[Record]
         except RecordError:
             stats.bad("bad_record")
             return []
-        text = _clean(record.text, stats)
+        text = clean_text(record.text, stats)
         records = [record if text is record.text else replace(record, text=text)]
     else:
         stats.skip("unknown_shape")
@@ -379,113 +195,6 @@ def keep_reason(
 
 
 # --------------------------------------------------------------------------- legacy format
-
-
-class LegacyFormatError(ValueError):
-    """A line that is not ``b'<bytes literal>'<COMMA>Domain...``."""
-
-
-_SIMPLE_ESCAPES = {
-    "n": 0x0A,
-    "t": 0x09,
-    "r": 0x0D,
-    "\\": 0x5C,
-    "'": 0x27,
-    '"': 0x22,
-    "a": 0x07,
-    "b": 0x08,
-    "f": 0x0C,
-    "v": 0x0B,
-}
-_OCTAL = "01234567"
-_HEX = "0123456789abcdefABCDEF"
-
-
-def decode_bytes_literal(line: str) -> tuple[bytes, int]:
-    """Decode the Python bytes literal at the start of ``line`` without evaluating it.
-
-    Returns the bytes and the index just past the closing quote. Handles ``\\xNN``, octal,
-    ``\\n \\t \\r \\a \\b \\f \\v \\\\ \\' \\"`` and, like Python, keeps an unknown escape's
-    backslash. Raises :class:`LegacyFormatError` on anything else.
-    """
-    if len(line) < 3 or line[0] != "b" or line[1] not in "'\"":
-        raise LegacyFormatError("not a bytes literal")
-    quote = line[1]
-    out = bytearray()
-    i, end = 2, len(line)
-    while i < end:
-        char = line[i]
-        if char == quote:
-            return bytes(out), i + 1
-        if char == "\\":
-            if i + 1 >= end:
-                break
-            code = line[i + 1]
-            if code in _SIMPLE_ESCAPES:
-                out.append(_SIMPLE_ESCAPES[code])
-                i += 2
-            elif code == "x":
-                digits = line[i + 2 : i + 4]
-                if len(digits) != 2 or any(d not in _HEX for d in digits):
-                    raise LegacyFormatError(f"bad \\x escape at column {i}")
-                out.append(int(digits, 16))
-                i += 4
-            elif code in _OCTAL:
-                j = i + 1
-                while j < min(i + 4, end) and line[j] in _OCTAL:
-                    j += 1
-                out.append(int(line[i + 1 : j], 8) & 0xFF)
-                i = j
-            elif code == "\n":  # line continuation
-                i += 2
-            else:
-                out.extend(b"\\")
-                i += 1
-        elif char in "\r\n":
-            raise LegacyFormatError("unescaped line break inside the literal")
-        else:
-            out.extend(char.encode("utf-8"))  # Python allows ASCII only; be lenient
-            i += 1
-    raise LegacyFormatError("unterminated bytes literal")
-
-
-def parse_legacy_line(line: str, stats: ParseStats | None = None) -> Record:
-    """One legacy line as a Record (no id or language; domains canonical, sorted, unique).
-
-    Invalid UTF-8 in the literal is replaced by U+FFFD and counted under
-    ``repaired["utf8_replaced"]``. Raises :class:`LegacyFormatError` on a malformed line.
-    """
-    line = line.rstrip("\r\n")
-    raw, end = decode_bytes_literal(line)
-    rest = line[end:]
-    if rest and not rest.startswith(LEGACY_SEPARATOR):
-        raise LegacyFormatError(f"expected {LEGACY_SEPARATOR} after the literal")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", "replace")
-        if stats is not None:
-            stats.repair("utf8_replaced")
-    names = {taxonomy.canonical_name(n) for n in rest.split(LEGACY_SEPARATOR)[1:] if n.strip()}
-    domains = tuple(sorted(names))
-    return Record(
-        text=text,
-        domains=domains,
-        domain_ids=tuple(taxonomy.id_for(n) or "" for n in domains),
-    )
-
-
-def format_legacy_line(record: Record) -> str:
-    """The record as one legacy line (no newline): ``repr(text as UTF-8)<COMMA>Domain...``.
-
-    The literal is exactly Python's ``repr(bytes)``, so the original file's literals come out
-    byte for byte and :func:`parse_legacy_line` reads the line back to an equal record.
-    """
-    for name in record.domains:
-        if LEGACY_SEPARATOR in name or "\n" in name or "\r" in name:
-            raise ValueError(f"domain {name!r} cannot be written in the legacy format")
-    literal = repr(record.text.encode("utf-8", "replace"))
-    return literal + "".join(LEGACY_SEPARATOR + name for name in record.domains)
 
 
 # --------------------------------------------------------------------------- lines and files
