@@ -134,6 +134,7 @@ def test_200_abandoned_requests_are_never_computed(slow_store: str, tmp_path: Pa
             "TWEETDOMAINS_MAX_BATCH_SIZE": "1",
             "TWEETDOMAINS_MAX_QUEUED_TEXTS": "100000",
             "TWEETDOMAINS_REQUEST_DEADLINE_S": "300",
+            "TWEETDOMAINS_MAX_IN_FLIGHT": "1000",
         },
     ).start(tmp_path)
     try:

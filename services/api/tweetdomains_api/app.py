@@ -26,7 +26,12 @@ from tweetdomains_api.cpus import inference_threads
 from tweetdomains_api.deps import Services
 from tweetdomains_api.drift import DriftTracker
 from tweetdomains_api.metrics import ApiMetrics
-from tweetdomains_api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from tweetdomains_api.middleware import (
+    AdmissionMiddleware,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+)
 from tweetdomains_api.model_holder import ModelHolder
 from tweetdomains_api.routes import classify, operations, page
 from tweetdomains_api.settings import Settings, get_settings
@@ -136,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout_s=settings.body_timeout_s
     )
+    app.add_middleware(AdmissionMiddleware, max_in_flight=settings.max_in_flight, metrics=metrics)
     app.add_middleware(
         ApiKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None
     )

@@ -157,6 +157,41 @@ class ApiKeyMiddleware:
         )
 
 
+class AdmissionMiddleware:
+    """503 + ``Retry-After`` for a classify request beyond ``max_in_flight`` at once, answered
+    before any parsing: when HTTP work rather than the model is the bottleneck, the batcher's
+    queue never fills, yet requests would wait ever longer in the event loop."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.metrics = metrics
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith("/classify"):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            self.metrics.shed.labels("overload").inc()
+            more = True
+            while more:  # the (small) body first, so that the client reads the answer
+                message = await receive()
+                more = message["type"] == "http.request" and message.get("more_body", False)
+            await send_json(
+                send,
+                503,
+                f"the server is over capacity ({self.in_flight} requests in flight); retry shortly",
+                [(b"retry-after", b"1")],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 class BodyTooLarge(HTTPException):
     """Raised from ``receive`` once more than ``max_bytes`` arrived. An HTTP exception: FastAPI
     re-raises those from body parsing, so the client gets this 413, not a parsing error."""

@@ -33,6 +33,8 @@ class Settings(CommonSettings):
     # served model's measured throughput, as queue_target_s seconds of work.
     max_queued_texts: int = Field(default=0, ge=0)
     queue_target_s: float = Field(default=0.5, gt=0, le=60)
+    # Classify requests served at once; past it 503 + Retry-After before the body is parsed.
+    max_in_flight: int = Field(default=128, ge=1)
     # A request still queued after this long is answered 503 + Retry-After, never computed.
     request_deadline_s: float = Field(default=5.0, gt=0, le=600)
     torch_threads: int = Field(default=0, ge=0)  # 0: the CPUs available, less one (at least 1)
