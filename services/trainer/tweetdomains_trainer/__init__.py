@@ -10,6 +10,9 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``settings`` | the trainer's environment settings |
 | ``progress`` | what a job prints: bars on a terminal, a line per epoch and a heartbeat elsewhere |
 | ``data`` | records -> deduplicated splits -> flat encoded arrays (cached) -> length-bucketed batches |
+| ``shards`` | one raw batch as a memory-mapped shard file: tokens, labels, content and id hashes |
+| ``stream`` | sharded splits read through memory maps; rank-disjoint, resumable batch streams |
+| ``corpus`` | the store's raw batches as shards: encoded once, deduplicated and split by hashes |
 | ``reports`` | Markdown tables, plots and run reports |
 | ``lineage`` | what a published run was trained on (its metrics' ``lineage``) |
 | ``steps`` | ``train_step``/``eval_step``, the optimizer, loss weights, device and seeds |
@@ -22,7 +25,7 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``train`` | the training job: data, epochs, early stopping, refit, then publish |
 | ``sweep`` | every row of a grid through ``train``, a results table, the best promoted |
 | ``evaluate`` | a published run scored on labeled records |
-| ``corpus`` | the pre-training corpus: unlabeled texts, deduplicated, split, encoded |
+| ``pretrain_corpus`` | the pre-training corpus: unlabeled texts, deduplicated, split, encoded |
 | ``language_model`` | the language model that pre-trains an encoder, its steps |
 | ``pretrain`` | the pre-training job: epochs of the language model, then the encoder published |
 | ``cli`` | registers the commands with ``tweetdomains``; loads the job only when one runs |
