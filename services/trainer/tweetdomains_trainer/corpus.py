@@ -301,15 +301,16 @@ def _corpus_vocab(
     """``build_vocab`` over the train split, from token counts summed shard by shard."""
     counts: Counter[str] = Counter()
     for shard, code in zip(shards, codes, strict=True):
-        in_train = np.repeat(code == SPLIT_CODES["train"], shard.lengths)
-        used = np.bincount(np.asarray(shard.file["token_ids"])[in_train], minlength=len(shard.tokens))
         tokens = shard.tokens
+        in_train = np.repeat(code == SPLIT_CODES["train"], shard.lengths)
+        used = np.bincount(np.asarray(shard.file["token_ids"])[in_train], minlength=len(tokens))
         counts.update({tokens[i]: int(used[i]) for i in np.flatnonzero(used)})
     if kind == "word":
         # Counter.update adds a mapping's counts: one "text" holding every count builds the
         # very table the records would.
         return build_vocab(cast(list[list[str]], [counts]), kind, min_count, max_vocab)
-    return build_vocab(_repeated(counts), kind, min_count, max_vocab)
+    # build_wordpiece_vocab only iterates: the generator keeps one word's list at a time.
+    return build_vocab(cast(list[list[str]], _repeated(counts)), kind, min_count, max_vocab)
 
 
 def _repeated(counts: Counter[str]) -> Iterator[list[str]]:

@@ -282,17 +282,24 @@ def stats_of(shard: ShardFile) -> codecs.ParseStats:
 
 @dataclass
 class WordShard:
-    """A words shard opened for reading, with its token and label tables decoded."""
+    """A words shard opened for reading, with its label table decoded.
+
+    The token table is decoded on each use, not kept: a corpus holds every shard open, and
+    their tables together are most of its distinct strings.
+    """
 
     key: str  # the raw batch
     file: ShardFile
-    tokens: list[str]
     labels: list[str]
 
     @classmethod
     def open(cls, cache: ShardCache, raw_key: str) -> WordShard:
         file = cache.open(words_key(raw_key))
-        return cls(raw_key, file, read_table(file, "tokens"), read_table(file, "labels"))
+        return cls(raw_key, file, read_table(file, "labels"))
+
+    @property
+    def tokens(self) -> list[str]:
+        return read_table(self.file, "tokens")
 
     def __len__(self) -> int:
         return int(self.file.meta["rows"])
@@ -309,11 +316,12 @@ def encode_words(shard: WordShard, vocab: Vocabulary, max_tokens: int) -> bytes:
     Each distinct token is encoded once (one id for a word vocabulary, its pieces for a
     wordpiece one); the records' ids are gathered from that table with numpy.
     """
+    tokens = shard.tokens
     if type(vocab) is Vocabulary:  # a word vocabulary: one id per token, in one call
-        piece_ids = np.array(vocab.encode(shard.tokens), dtype=np.int64)
+        piece_ids = np.array(vocab.encode(tokens), dtype=np.int64)
         piece_counts = np.ones(len(piece_ids), dtype=np.int64)
     else:
-        pieces = [vocab.encode([t]) for t in shard.tokens]
+        pieces = [vocab.encode([t]) for t in tokens]
         piece_counts = np.array([len(p) for p in pieces], dtype=np.int64)
         piece_ids = np.array([i for p in pieces for i in p], dtype=np.int64)
     piece_starts = np.zeros(len(piece_counts) + 1, dtype=np.int64)
