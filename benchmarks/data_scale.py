@@ -172,7 +172,7 @@ def first_step(split: Any, rows: np.ndarray, vocab_size: int, num_labels: int) -
     import torch
 
     from tweetdomains.model import ModelConfig, bce_loss, build_model
-    from tweetdomains_trainer.train import make_optimizer, train_step
+    from tweetdomains_trainer.steps import make_optimizer, train_step
 
     torch.manual_seed(0)
     model = build_model(

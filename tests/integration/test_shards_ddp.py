@@ -22,7 +22,7 @@ from tweetdomains.model import ModelConfig, bce_loss, build_model
 from tweetdomains.store import LocalStore
 from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.stream import StreamPosition, stream_batches
-from tweetdomains_trainer.train import make_optimizer, train_step
+from tweetdomains_trainer.steps import make_optimizer, train_step
 
 torch.set_num_threads(1)
 dist.init_process_group("gloo")

@@ -214,7 +214,7 @@ def test_ranks_read_disjoint_shards_and_take_equal_steps(store: LocalStore) -> N
 
 def test_resuming_mid_epoch_reaches_the_weights_of_the_uninterrupted_run(store: LocalStore) -> None:
     from tweetdomains.model import ModelConfig, bce_loss, build_model
-    from tweetdomains_trainer.train import make_optimizer, train_step
+    from tweetdomains_trainer.steps import make_optimizer, train_step
 
     corpus = ShardedCorpus.prepare(store, workers=1)
     split, config = corpus.train, ModelConfig(vocab_size=len(corpus.vocab), num_labels=len(corpus.labels))

@@ -86,6 +86,9 @@ class ShardedCorpus:
     data_hash: str
     max_tokens: int
     counts: CorpusCounts
+    # What the corpus was read from, for a run's lineage (see lineage.data_lineage); the job
+    # fills it in as it does for an EncodedDataset.
+    lineage: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def cache_key(self) -> str:
