@@ -164,7 +164,8 @@ def test_thresholds_are_tuned_on_validation_rows_only(
 
     monkeypatch.setattr(steps_module, "tune_thresholds", spy)
     first = train(_options(tmp_path / "a", [_write(tmp_path / "a.jsonl", records)]))
-    assert seen == [len(first.encoded.validation)]
+    # Twice: on the raw scores (kept to report the uncalibrated figures) and on the calibrated ones.
+    assert seen == [len(first.encoded.validation)] * 2
 
     # More test tweets (and only test tweets): the model, thresholds and validation figures
     # stay exactly the same, while the test figures are over more tweets.
