@@ -164,8 +164,7 @@ def test_thresholds_are_tuned_on_validation_rows_only(
 
     monkeypatch.setattr(steps_module, "tune_thresholds", spy)
     first = train(_options(tmp_path / "a", [_write(tmp_path / "a.jsonl", records)]))
-    # Twice: on the raw scores (kept to report the uncalibrated figures) and on the calibrated ones.
-    assert seen == [len(first.encoded.validation)] * 2
+    assert seen == [len(first.encoded.validation)]
 
     # More test tweets (and only test tweets): the model, thresholds and validation figures
     # stay exactly the same, while the test figures are over more tweets.
@@ -274,7 +273,10 @@ def test_a_wordpiece_minilm_run_serves_exactly_what_it_trained(tmp_path: Path, d
     _, in_memory, _ = steps_module.predict_split(
         result.model, split, torch.nn.BCEWithLogitsLoss(), torch.device("cpu")
     )
-    np.testing.assert_allclose(classifier.predict_proba(texts), in_memory[: len(texts)], atol=1e-5)
+    # Served probabilities are the in-memory ones through the run's calibration.
+    assert result.calibration is not None
+    served = result.calibration.apply(in_memory[: len(texts)])
+    np.testing.assert_allclose(classifier.predict_proba(texts), served, atol=1e-5)
 
 
 def test_minilm_init_copies_the_pretrained_rows(tmp_path: Path, data_file: str) -> None:

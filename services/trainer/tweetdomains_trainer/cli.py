@@ -166,6 +166,8 @@ def run_promote(args: argparse.Namespace) -> int:
 
     store = _setup(args)
     options = build_options(PromoteOptions, {"store": store, "run": args.run})
+    if options.run in ("", "best"):
+        raise UsageError("promote needs the id of a published run (see the store's models/)")
     try:
         result = promote_run(Registry(open_store(options.store)), options.run)
     except RegistryError as exc:

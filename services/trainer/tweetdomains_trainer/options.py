@@ -336,15 +336,10 @@ class EvaluateOptions(Options):
 
 @dataclass
 class PromoteOptions(Options):
-    """What ``tweetdomains promote`` accepts: the run to serve, chosen by a person."""
+    """What ``tweetdomains promote`` accepts (RUN is positional: cli.py adds it)."""
 
     store: str = field(default="var/store", metadata=flag("store URI", cli=False))
-    # The positional RUN argument (cli.py adds it; generated flags are options only).
     run: str = field(default="", metadata=flag("id of the published run to make the best", cli=False))
-
-    def __post_init__(self) -> None:
-        if not self.run or self.run == "best":
-            raise ValueError("promote needs the id of a published run (see the store's models/)")
 
 
 @dataclass

@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from tweetdomains.calibration import Calibration, calibration_error, fit_platt
+from tweetdomains.calibration import Calibration, calibration_error
 from tweetdomains.metrics import score
 from tweetdomains.model import RecurrentClassifier
-from tweetdomains.predict import MAX_THRESHOLD, run_artifacts
+from tweetdomains.predict import run_artifacts
 from tweetdomains.registry import Registry
 from tweetdomains.store import ObjectStore
 from tweetdomains_trainer import reports
+from tweetdomains_trainer.calibration import fit_calibration
 from tweetdomains_trainer.checkpoint import delete_checkpoint
 from tweetdomains_trainer.data import EncodedDataset
 from tweetdomains_trainer.distributed import Distributed
@@ -26,7 +27,7 @@ from tweetdomains_trainer.lineage import run_lineage
 from tweetdomains_trainer.options import TrainOptions
 from tweetdomains_trainer.progress import Progress
 from tweetdomains_trainer.promotion import Challenger, decide_promotion
-from tweetdomains_trainer.steps import fit_thresholds, predict_split
+from tweetdomains_trainer.steps import predict_split
 
 PROMOTION_METRIC = "val_micro_f1"
 
@@ -97,10 +98,8 @@ def finish(
         val_targets, val_probs = held_out
     # Calibration and thresholds are both fitted on validation; the thresholds on the
     # calibrated scores, capped at 0.5 as the served rule is (tweetdomains.predict).
-    raw_thresholds = fit_thresholds(val_targets, val_probs, options.min_support)
-    calibration = fit_platt(val_targets, val_probs)
+    calibration, thresholds, raw_thresholds = fit_calibration(val_targets, val_probs, options.min_support)
     raw_val_probs, val_probs = val_probs, calibration.apply(val_probs)
-    thresholds = fit_thresholds(val_targets, val_probs, options.min_support, ceiling=MAX_THRESHOLD)
     validation = score(val_targets, val_probs, encoded.labels, thresholds)
     metrics: dict[str, Any] = {PROMOTION_METRIC: validation["micro_f1"]}
     calibration_report: dict[str, Any] = {
