@@ -74,16 +74,36 @@ def score(
     }
 
 
+def prediction_scores(y_true: np.ndarray, pred: np.ndarray, top: np.ndarray) -> dict[str, Any]:
+    """micro-F1, macro-F1 (labels present in ``y_true``) and P@1 of 0/1 decisions ``pred`` and
+    top-label indices ``top``: for predictions made elsewhere (another run's, by label name)."""
+    y, p = y_true.astype(bool), pred.astype(bool)
+    tp = (y & p).sum(axis=0).astype(np.float64)
+    fp = (~y & p).sum(axis=0).astype(np.float64)
+    fn = (y & ~p).sum(axis=0).astype(np.float64)
+    present = y.sum(axis=0) > 0
+    micro = float(_f1(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))[0])
+    macro = float(_f1(tp, fp, fn)[present].mean()) if present.any() else 0.0
+    p_at_1 = float(y[np.arange(len(y)), top].mean()) if len(y) else 0.0
+    return {"n": len(y), "micro_f1": round(micro, 4), "macro_f1": round(macro, 4), "p_at_1": round(p_at_1, 4)}
+
+
 def tune_thresholds(
-    y_true: np.ndarray, probs: np.ndarray, min_support: int = 5, default: float = 0.5, floor: float = 0.2
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    min_support: int = 5,
+    default: float = 0.5,
+    floor: float = 0.2,
+    ceiling: float = 0.95,
 ) -> np.ndarray:
     """Per-label thresholds that maximize F1 on validation data.
 
     Labels with fewer than ``min_support`` positives keep ``default``: a threshold fitted on two
     examples is noise. Tuned thresholds never go below ``floor``, so a rare domain is not
-    predicted for every tweet to catch its few positives.
+    predicted for every tweet to catch its few positives, nor above ``ceiling`` (0.5 for
+    calibrated probabilities, where F1's best threshold is at most 0.5 anyway).
     """
-    candidates = np.round(np.arange(floor, 0.951, 0.025), 3)
+    candidates = np.round(np.arange(floor, ceiling + 0.001, 0.025), 3)
     thresholds = np.full(y_true.shape[1], default, dtype=np.float32)
     for col in range(y_true.shape[1]):
         positives = y_true[:, col] > 0

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tweetdomains.calibration import Calibration
 from tweetdomains.model import (
     ModelConfig,
     Precision,
@@ -25,10 +26,19 @@ from tweetdomains.model import (
 from tweetdomains.registry import WEIGHTS, Registry, RegistryError
 from tweetdomains.vocab import Vocabulary
 
+CALIBRATION = "calibration.json"
+# The highest decision threshold: a domain at 0.5 or more is always predicted.
+MAX_THRESHOLD = 0.5
+
 
 @dataclass
 class Classifier:
-    """A model with its vocabulary, labels and tuned decision thresholds."""
+    """A model with its vocabulary, labels, calibration and tuned decision thresholds.
+
+    Probabilities are calibrated (``calibration.json``; identity for runs without one), and a
+    threshold never exceeds 0.5: a domain whose calibrated probability is at least 0.5 is
+    always in ``predicted``, so the shown top bar is never left unticked.
+    """
 
     model: RecurrentClassifier
     vocab: Vocabulary
@@ -40,6 +50,7 @@ class Classifier:
     # Arithmetic of the served recurrence: "float32" (exact) or "bfloat16" (faster on CPUs
     # with AMX or AVX-512 BF16; probabilities move by about 1e-3).
     precision: Precision = "float32"
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         if len(self.labels) != self.model.config.num_labels:
@@ -48,6 +59,11 @@ class Classifier:
             )
         if self.thresholds.shape != (len(self.labels),):
             raise ValueError("one threshold per label is required")
+        self.thresholds = np.minimum(self.thresholds, MAX_THRESHOLD).astype(np.float32)
+        if self.calibration is None:
+            self.calibration = Calibration.identity(len(self.labels))
+        if self.calibration.scale.shape != (len(self.labels),):
+            raise ValueError("one calibration scale and bias per label is required")
         self.model.prepare_for_serving(self.precision)
 
     @property
@@ -86,8 +102,16 @@ class Classifier:
             for start in range(0, len(group), batch_size):
                 rows = group[start : start + batch_size]
                 ids, lengths = pad_batch([encoded[i] for i in rows])
-                probs[rows] = torch.sigmoid(self.model(ids, lengths)).float().numpy()
+                logits = self.model(ids, lengths).float().numpy()
+                probs[rows] = self.calibrated(logits)
         return probs
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from the model's logits."""
+        calibration = self.calibration or Calibration.identity(len(self.labels))
+        if calibration.is_identity:
+            return torch.sigmoid(torch.from_numpy(logits)).numpy()
+        return calibration.apply_logits(logits)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
         """Probabilities ``[n, labels]`` for raw tweet texts."""
@@ -115,6 +139,11 @@ class Classifier:
             )
             model = model_from_bytes(config, registry.artifact(run_id, WEIGHTS, manifest))
             metrics = registry.json_artifact(run_id, "metrics.json", manifest)
+            calibration = None  # runs published before calibration are served uncalibrated
+            if CALIBRATION in manifest["files"]:
+                calibration = Calibration.from_obj(
+                    registry.json_artifact(run_id, CALIBRATION, manifest), len(labels)
+                )
         except RegistryError:
             raise
         except Exception as exc:  # any malformed artifact makes the run unusable, never a crash
@@ -123,7 +152,17 @@ class Classifier:
             raise RegistryError(
                 f"run {run_id!r}: vocabulary has {len(vocab)} tokens, model expects {config.vocab_size}"
             )
-        return cls(model, vocab, labels, thresholds, run_id, metrics, manifest.get("created_at"), precision)
+        return cls(
+            model,
+            vocab,
+            labels,
+            thresholds,
+            run_id,
+            metrics,
+            manifest.get("created_at"),
+            precision,
+            calibration,
+        )
 
 
 def run_artifacts(
@@ -133,12 +172,13 @@ def run_artifacts(
     thresholds: np.ndarray,
     metrics: dict[str, Any],
     training: dict[str, Any] | None = None,
+    calibration: Calibration | None = None,
 ) -> dict[str, bytes]:
     """The files of a run, ready for :meth:`Registry.publish`."""
     from dataclasses import asdict
 
     config = {"model": asdict(model.config), "training": training or {}}
-    return {
+    files = {
         WEIGHTS: model_to_bytes(model),
         "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
         "vocab.json": vocab.to_json().encode(),
@@ -146,3 +186,6 @@ def run_artifacts(
         "thresholds.json": json.dumps([round(float(t), 4) for t in thresholds]).encode(),
         "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False).encode(),
     }
+    if calibration is not None:
+        files[CALIBRATION] = calibration.to_json().encode()
+    return files

@@ -3,13 +3,16 @@
 Layout (INTERFACE.md)::
 
     models/<run-id>/model.safetensors, config.json, vocab.json, labels.json,
-                    thresholds.json, metrics.json, ..., manifest.json
+                    thresholds.json, calibration.json (runs since calibration),
+                    metrics.json, ..., manifest.json
     models/best.json   {"run_id": ..., "metric": ..., "value": ...}
     <prefix>/latest.json   {"run_id": ...}   (families that follow the last run, see set_latest)
 
 ``manifest.json`` is written last and lists every artifact with its SHA-256: a run without a
 manifest is incomplete and never loaded, and an artifact whose bytes do not match is refused.
-Promotion replaces ``best.json`` in one atomic write, only when the new run is better.
+Promotion replaces ``best.json`` in one atomic write, only when the new run is better (the
+trainer decides that on the new run's validation split, champion re-scored there, and promotes
+with ``force``; see ``tweetdomains_trainer.promotion``).
 The same scheme serves other artifact families under their own prefix
 (``Registry(store, prefix="pretrained")``: the pre-trained encoders of ``tweetdomains pretrain``).
 """

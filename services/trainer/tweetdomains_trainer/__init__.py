@@ -1,4 +1,4 @@
-"""tweetdomains_trainer: the training job and its commands (train, sweep, evaluate, pretrain).
+"""tweetdomains_trainer: the training job and its commands (train, sweep, evaluate, promote, pretrain).
 
 One responsibility a module; imports only go down this list (no cycles):
 
@@ -15,7 +15,9 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``corpus`` | the store's raw batches as shards: encoded once, deduplicated and split by hashes |
 | ``reports`` | Markdown tables, plots and run reports |
 | ``lineage`` | what a published run was trained on (its metrics' ``lineage``) |
+| ``promotion`` | champion/challenger: the best re-scored on the new run's validation split |
 | ``steps`` | ``train_step``/``eval_step``, the optimizer, loss weights, device and seeds |
+| ``calibration`` | per-domain calibration and the thresholds carried onto it, from validation |
 | ``distributed`` | this process's place in a ``torchrun`` job |
 | ``averaging`` | the weight average (EMA) validated and published in place of the raw weights |
 | ``checkpoint`` | one ``TrainState`` per epoch in the store; ``--resume`` reads it back |

@@ -1,4 +1,4 @@
-"""``tweetdomains train | evaluate | sweep | pretrain``: the trainer's commands.
+"""``tweetdomains train | evaluate | promote | sweep | pretrain``: the trainer's commands.
 
 Flags are generated from the options dataclasses (:mod:`tweetdomains_trainer.options`), the
 one place their defaults, allowed values and help live. Only the standard library (and the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import Field, fields
 from typing import Any
 
 from tweetdomains_trainer.flags import add_flags, values_from
@@ -18,12 +19,17 @@ from tweetdomains_trainer.options import (
     EvaluateOptions,
     Options,
     PretrainOptions,
+    PromoteOptions,
     SweepOptions,
     TrainOptions,
 )
 from tweetdomains_trainer.recipes import RECIPES
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def fields_by_name(options_type: type[Options]) -> dict[str, Field[Any]]:
+    return {f.name: f for f in fields(options_type)}
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +66,20 @@ def register(subparsers: Any) -> None:
     _add_common(evaluate)
     add_flags(evaluate, EvaluateOptions)
     evaluate.set_defaults(func=run_evaluate)
+
+    promote = subparsers.add_parser(
+        "promote",
+        help="make a published run the served best, whatever it scores; print the result as JSON",
+        description="Deliberate promotion: point models/best.json at RUN (the API serves it within its "
+        "poll interval). train promotes by itself only a run that beats the current best on the new "
+        "run's validation split.",
+    )
+    _add_common(promote)
+    add_flags(promote, PromoteOptions)
+    promote.add_argument(
+        "run", metavar="RUN", help=str(fields_by_name(PromoteOptions)["run"].metadata["help"])
+    )
+    promote.set_defaults(func=run_promote)
 
     sweep = subparsers.add_parser(
         "sweep",
@@ -135,6 +155,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_report=options.write_report,
     )
     print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 0
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from tweetdomains.errors import UsageError
+    from tweetdomains.registry import Registry, RegistryError
+    from tweetdomains.store import open_store
+    from tweetdomains_trainer.promotion import promote_run
+
+    store = _setup(args)
+    options = build_options(PromoteOptions, {"store": store, "run": args.run})
+    if options.run in ("", "best"):
+        raise UsageError("promote needs the id of a published run (see the store's models/)")
+    try:
+        result = promote_run(Registry(open_store(options.store)), options.run)
+    except RegistryError as exc:
+        raise UsageError(f"cannot promote {options.run}: {exc}") from None
+    print(json.dumps(result), flush=True)
     return 0
 
 

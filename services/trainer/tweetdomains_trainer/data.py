@@ -87,6 +87,9 @@ class EncodedDataset:
     max_tokens: int
     # What the data was read from (see lineage.data_lineage); not part of the cached arrays.
     lineage: dict[str, Any] | None = field(default=None, compare=False)
+    # The validation split's raw texts, in row order: the champion is re-scored on them
+    # through its own vocabulary (promotion). Not cached either.
+    validation_texts: list[str] = field(default_factory=list, compare=False)
 
     @property
     def cache_key(self) -> str:

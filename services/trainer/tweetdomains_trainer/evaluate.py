@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from tweetdomains import codecs
+from tweetdomains.calibration import Calibration, calibration_error
 from tweetdomains.dataset import file_records
 from tweetdomains.metrics import binarize, score
 from tweetdomains.predict import Classifier
@@ -26,7 +29,9 @@ def evaluate(
     """Metrics JSON of run ``run`` (an id or ``best``) on the labeled records of ``data``.
 
     ``micro_f1``/``macro_f1``/``p_at_1``/``per_label`` use the run's tuned thresholds (what
-    the API's ``predicted`` shows); ``at_0_5`` is the same with the plain 0.5 rule.
+    the API's ``predicted`` shows); ``at_0_5`` is the same with the plain 0.5 rule;
+    ``calibration`` the expected calibration error of the served (calibrated) probabilities and,
+    for a calibrated run, the same weights' uncalibrated probabilities and thresholds beside it.
     """
     store = open_store(store_uri)
     registry = Registry(store)
@@ -39,6 +44,21 @@ def evaluate(
     y = binarize([r.domains for r in records], classifier.labels)
     result = score(y, probs, classifier.labels, classifier.thresholds)
     plain = score(y, probs, classifier.labels, 0.5)
+    calibration = {"method": classifier.calibration.method if classifier.calibration else "identity"}
+    calibration["served"] = calibration_error(y, probs, classifier.labels)
+    raw_thresholds = classifier.metrics.get("calibration", {}).get("uncalibrated_thresholds")
+    if classifier.calibration is not None and not classifier.calibration.is_identity and raw_thresholds:
+        served = classifier.calibration
+        classifier.calibration = Calibration.identity(len(classifier.labels))
+        try:
+            raw_probs = classifier.predict_proba([r.text for r in records])
+        finally:
+            classifier.calibration = served
+        raw = score(y, raw_probs, classifier.labels, np.asarray(raw_thresholds, dtype=np.float32))
+        calibration["uncalibrated"] = {
+            **calibration_error(y, raw_probs, classifier.labels),
+            **{k: raw[k] for k in ("micro_f1", "macro_f1", "p_at_1")},
+        }
     known = set(classifier.labels)
     unknown = sorted({d for r in records for d in r.domains} - known)
     out: dict[str, Any] = {
@@ -48,6 +68,7 @@ def evaluate(
         "macro_f1": result["macro_f1"],
         "p_at_1": result["p_at_1"],
         "at_0_5": {k: plain[k] for k in ("micro_f1", "macro_f1", "p_at_1")},
+        "calibration": calibration,
         "labels_unknown_to_model": unknown,
         "data": list(data),
         "per_label": result["per_label"],

@@ -335,6 +335,14 @@ class EvaluateOptions(Options):
 
 
 @dataclass
+class PromoteOptions(Options):
+    """What ``tweetdomains promote`` accepts (RUN is positional: cli.py adds it)."""
+
+    store: str = field(default="var/store", metadata=flag("store URI", cli=False))
+    run: str = field(default="", metadata=flag("id of the published run to make the best", cli=False))
+
+
+@dataclass
 class PretrainOptions(Options):
     """Everything ``tweetdomains pretrain`` accepts; defaults are the quality recipe's encoder."""
 

@@ -96,6 +96,28 @@ def per_label_markdown(per_label: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def _promotion_lines(promotion: dict[str, Any] | None) -> list[str]:
+    if not promotion:
+        return []
+    return ["", f"Why: {promotion['reason']}."]
+
+
+def _calibration_lines(calibration: dict[str, Any] | None) -> list[str]:
+    """Expected calibration error (15 bins, all (tweet, domain) pairs) before and after."""
+    if not calibration:
+        return []
+    lines = ["", f"Calibration ({calibration['method']}, fitted on validation): expected calibration error"]
+    for split in ("validation", "test"):
+        figures = calibration.get(split)
+        if figures:
+            before, after = figures["uncalibrated"], figures["calibrated"]
+            lines.append(
+                f"- {split}: {before['ece']:.4f} -> {after['ece']:.4f} "
+                f"(per-domain mean {before['ece_per_domain_mean']:.4f} -> {after['ece_per_domain_mean']:.4f})"
+            )
+    return lines
+
+
 def run_report(
     run_id: str, summary: str, options: dict[str, Any], metrics: dict[str, Any], promoted: bool
 ) -> str:
@@ -110,6 +132,8 @@ def run_report(
         f"Promoted to best: {'yes' if promoted else 'no'} "
         f"(val_micro_f1 {metrics['val_micro_f1']:.4f}); epochs run {metrics['epochs_run']}, "
         f"best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.1f} s.",
+        *_promotion_lines(metrics.get("promotion")),
+        *_calibration_lines(metrics.get("calibration")),
         "",
         "![training curves](curves.png)",
         "",

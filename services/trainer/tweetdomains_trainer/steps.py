@@ -98,10 +98,10 @@ def predict_split(
 
 
 def fit_thresholds(
-    validation_targets: np.ndarray, validation_probs: np.ndarray, min_support: int
+    validation_targets: np.ndarray, validation_probs: np.ndarray, min_support: int, ceiling: float = 0.95
 ) -> np.ndarray:
     """Per-domain decision thresholds, from validation predictions only (never test)."""
-    return tune_thresholds(validation_targets, validation_probs, min_support=min_support)
+    return tune_thresholds(validation_targets, validation_probs, min_support=min_support, ceiling=ceiling)
 
 
 def seed_everything(seed: int) -> None:

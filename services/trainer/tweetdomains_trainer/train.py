@@ -154,7 +154,7 @@ def train(
     if not completed:
         say(f"stopped after epoch {history[-1]['epoch']}; continue with --resume --run-id {run_id}")
         return TrainResult(
-            run_id, {"history": history}, base_model, encoded, np.zeros(0), history, completed=False
+            run_id, {"history": history}, base_model, encoded, np.zeros(0), history=history, completed=False
         )
     base_model.load_state_dict(state.best)
     run = RunContext(options, store, dist, device, run_id, encoded, progress)
@@ -209,6 +209,7 @@ def prepare_data(
         vocab=vocab,
     )
     encoded.lineage = data_lineage(source, dataset, encoded)
+    encoded.validation_texts = [r.text for r in dataset.validation]
     return encoded
 
 
