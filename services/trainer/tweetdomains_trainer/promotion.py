@@ -53,6 +53,19 @@ def decide_promotion(registry: Registry, challenger: Challenger) -> dict[str, An
     if best is None:
         return {**out, "promote": True, "champion": None, "reason": "no model was promoted before"}
     champion_id = str(best["run_id"])
+    if len(challenger.texts) != len(gold):
+        # A resumed job reads its encoded splits back from the cache, without the raw texts:
+        # only the figures recorded in best.json can be compared then, and the reason says so.
+        recorded = float(best.get("value", -1.0)) if best.get("metric") == METRIC else -1.0
+        wins = own["micro_f1"] > recorded
+        return {
+            **out,
+            "promote": wins,
+            "champion": {"run_id": champion_id, "micro_f1": recorded},
+            "reason": f"{challenger.run_id} {'beats' if wins else 'does not beat'} the recorded "
+            f"{METRIC} of {champion_id} ({own['micro_f1']:.4f} against {recorded:.4f}); the champion "
+            "was not re-scored, since a resumed run has no validation texts",
+        }
     try:
         champion = Classifier.load(registry, champion_id)
     except RegistryError as exc:
