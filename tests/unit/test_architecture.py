@@ -72,3 +72,20 @@ def test_every_first_party_from_import_names_something_the_module_has() -> None:
                     if not exists and importlib.util.find_spec(f"{node.module}.{name}") is None:
                         missing.append(f"{path.relative_to(ROOT)}: {node.module}.{name}")
     assert not missing, "imported names that do not exist:\n" + "\n".join(missing)
+
+
+def test_every_package_folder_is_installed() -> None:
+    """A sub-package missing from ``[tool.setuptools] packages`` works in the editable install the
+    tests use and is absent from every image (``pip install .``)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = set()
+    for name, folder in config["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *parts)))
+    assert found <= listed, (
+        f"package folders missing from pyproject.toml's packages: {sorted(found - listed)}"
+    )
