@@ -176,7 +176,11 @@ def test_cors_preflight_passes_without_the_api_key_and_is_off_by_default(tmp_pat
     store = str(tmp_path / "store")
     publish_model(store, seed=1)
     keyed = ApiProcess(
-        store, env={"TWEETDOMAINS_API_KEY": "k3y", "TWEETDOMAINS_CORS_ORIGINS": "https://dash.example"}
+        store,
+        env={
+            "TWEETDOMAINS_API_KEY": "k3y",  # pragma: allowlist secret
+            "TWEETDOMAINS_CORS_ORIGINS": "https://dash.example",
+        },
     ).start(tmp_path)
     plain = ApiProcess(store).start(tmp_path)
     headers = {"Origin": "https://dash.example", "Access-Control-Request-Method": "POST"}

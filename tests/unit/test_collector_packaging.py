@@ -69,8 +69,9 @@ def test_collector_runs_without_importing_torch(tmp_path: Path) -> None:
 
 def test_image_build_checks_the_installed_set() -> None:
     dockerfile = (ROOT / "services" / "collector" / "Dockerfile").read_text()
-    assert "pip install '.[collector]'" in dockerfile and "check_no_torch.sh" in dockerfile
-    assert "torch" not in dockerfile.replace("check_no_torch", "").replace("no torch", "").replace(
-        "torch gets", ""
-    )
+    # Only the collector extra's requirements, then the project from a clean copy, checked.
+    assert "requirements.py collector" in dockerfile and "check_no_torch.sh" in dockerfile
+    assert "check_installed.py" in dockerfile
+    instructions = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    assert "torch" not in "\n".join(instructions).replace("check_no_torch", "")
     assert "USER 10001" in dockerfile and "HEALTHCHECK" in dockerfile  # numeric: k8s runAsNonRoot checks it
