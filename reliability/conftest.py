@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from reliability.harness import Row, markdown_table
+from tests.conftest import S3Server
+from tests.integration.xstream_server import TcpProxy
 
 HERE = Path(__file__).resolve().parent
 _ROWS: list[Row] = []
@@ -22,6 +24,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.reliability)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """The module's own S3 server (a fault scenario must not disturb another module's)."""
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxied(s3: S3Server) -> Iterator[tuple[str, TcpProxy]]:
+    """A fresh bucket as a store URI, and the proxy a collector reaches it through."""
+    proxy = TcpProxy(s3.port)
+    proxy.restore()
+    try:
+        yield f"s3://{s3.create_bucket()}/reliability", proxy
+    finally:
+        proxy.cut()
 
 
 @pytest.fixture

@@ -265,13 +265,19 @@ def prom_sum(base: str, name: str, **labels: str) -> float:
     )
 
 
-def stored_ids(uri: str) -> list[str | None]:
-    """The ids of every record under the store's ``raw/``, one per stored line."""
+def stored_ids(uri: str, env: Mapping[str, str] | None = None) -> list[str | None]:
+    """The ids of every record under the store's ``raw/``, one per stored line (``env``: the
+    store's credentials and endpoint, set for the read only)."""
+    import pytest
+
     from tweetdomains.codecs import read_jsonl_bytes
     from tweetdomains.store import open_store
 
-    store = open_store(uri)
-    return [r.id for key in store.list("raw/") for r in read_jsonl_bytes(store.get(key))]
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
+        store = open_store(uri)
+        return [r.id for key in store.list("raw/") for r in read_jsonl_bytes(store.get(key))]
 
 
 def kill_tree(proc: Proc | None) -> None:

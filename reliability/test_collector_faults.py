@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +26,6 @@ from tweetdomains_collector.journal import journal_records
 
 OUTAGE_SECONDS = 30.0
 M = "tweetdomains_collector_"
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    """This module's own S3 server (the fault scenarios must not disturb the shared one)."""
-    server = S3Server()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def proxied(s3: S3Server) -> Iterator[tuple[str, TcpProxy]]:
-    """A fresh bucket as a store URI, and the proxy the collector reaches it through."""
-    proxy = TcpProxy(s3.port)
-    proxy.restore()
-    try:
-        yield f"s3://{s3.create_bucket()}/reliability", proxy
-    finally:
-        proxy.cut()
 
 
 def _env(s3: S3Server, proxy: TcpProxy, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -69,13 +48,6 @@ def _replay_file(tmp_path: Path, n: int, seed: int) -> tuple[Path, list[str]]:
     path = tmp_path / "replay.jsonl"
     path.write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
     return path, [r.id for r in records if keep_reason(r) is None and r.id is not None]
-
-
-def _stored(uri: str, s3: S3Server) -> list[str | None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in s3.env().items():
-            patch.setenv(key, value)
-        return stored_ids(uri)
 
 
 def _spooled_ids(spool: Path) -> list[str | None]:
@@ -112,7 +84,7 @@ def test_store_outage_during_replay_loses_and_duplicates_nothing(
     finally:
         kill_tree(collector)
     summary = collector.last_json()
-    stored = _stored(uri, s3)
+    stored = stored_ids(uri, s3.env())
     row.count_tweets(expected, stored)
     row.figures = {
         "spooled_batches": summary["batches_spooled"],
@@ -161,7 +133,7 @@ def test_sigkilled_collector_restarted_uploads_its_spool(
     finally:
         kill_tree(second)
     summary = second.last_json()
-    stored = _stored(uri, s3)
+    stored = stored_ids(uri, s3.env())
     row.count_tweets([i for i in spooled if i is not None], stored)
     row.figures = {"spooled_at_kill": len(spooled), "batches_uploaded_on_restart": summary["batches_written"]}
     assert summary["spool_depth"] == 0
@@ -189,7 +161,7 @@ def test_sigterm_flushes_everything_received(
     finally:
         kill_tree(collector)
     summary = collector.last_json()
-    stored = _stored(uri, s3)
+    stored = stored_ids(uri, s3.env())
     kept_prefix = expected[: summary["kept"]]
     row.count_tweets(kept_prefix, stored)
     row.figures = {"received": summary["received"], "stop": summary["stop_reason"]}
@@ -274,7 +246,7 @@ def test_stream_drops_and_429s_back_off_and_store_no_duplicate(
             kill_tree(collector)
         times = [r["at"] for r in server.requests]
     summary = collector.last_json()
-    stored = _stored(uri, s3)
+    stored = stored_ids(uri, s3.env())
     row.count_tweets(expected, stored)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # Requests: 0,1 stream; 2,3 the 429s; 4.. stream. Gap i is the wait before request i+1.

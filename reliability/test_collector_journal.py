@@ -33,24 +33,6 @@ M = "tweetdomains_collector_"
 RATE = 2000
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def proxied(s3: S3Server) -> Iterator[tuple[str, TcpProxy]]:
-    proxy = TcpProxy(s3.port)
-    proxy.restore()
-    try:
-        yield f"s3://{s3.create_bucket()}/journal", proxy
-    finally:
-        proxy.cut()
-
-
 def _env(s3: S3Server, proxy: TcpProxy, spool: Path, **extra: str) -> dict[str, str]:
     return child_env(
         {
@@ -69,13 +51,6 @@ def _write(path: Path, records: list[Record]) -> list[str]:
     """Write a replay file; the ids the collector keeps from it, in order."""
     path.write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
     return [r.id for r in records if keep_reason(r) is None and r.id is not None]
-
-
-def _stored(uri: str, s3: S3Server) -> list[str | None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in s3.env().items():
-            patch.setenv(key, value)
-        return stored_ids(uri)
 
 
 def _at_least(port: int, name: str, value: float) -> Callable[[], bool]:
@@ -151,7 +126,7 @@ def test_ten_sigkills_lose_at_most_the_last_sync_and_duplicate_nothing(
         losses.append(kept)
         previous = fresh
     summary = _finish(uri, env, tmp_path, "final")
-    stored = _stored(uri, s3)
+    stored = stored_ids(uri, s3.env())
     stored_set = set(stored)
     worst = 0
     for (fresh_ids, synced), kept in zip(runs, losses, strict=True):
@@ -195,7 +170,7 @@ def test_sigkill_mid_upload_reuploads_the_same_key(
         kill_tree(proc)
     proxy.delay = 0.0
     summary = _finish(uri, env, tmp_path, "restart")
-    stored = _stored(uri, s3)
+    stored = stored_ids(uri, s3.env())
     row.load = "replay 4,000 tweets, batches of 2,000, slow link to S3"
     row.faults = "SIGKILL while a batch is being uploaded; restart"
     row.count_tweets(expected, stored)
@@ -232,7 +207,7 @@ def test_torn_final_record_is_skipped_and_counted(
     os.truncate(segment, segment.stat().st_size - 9)  # the last record cut mid-way
     before = [r.id for r in journal_records(segment.parent)]
     summary = _finish(uri, env, tmp_path, "restart")
-    stored = _stored(uri, s3)
+    stored = stored_ids(uri, s3.env())
     row.load = "replay at 1,000/s, one open batch"
     row.faults = "SIGKILL, then the journal's last record truncated mid-record"
     row.count_tweets([i for i in before if i], stored)
@@ -279,7 +254,7 @@ def test_full_journal_volume_stops_reading_and_resumes(
     finally:
         kill_tree(proc)
     summary = proc.last_json()
-    stored = _stored(uri, s3)
+    stored = stored_ids(uri, s3.env())
     row.load = f"replay 15,000 tweets at {RATE}/s, store unreachable"
     row.faults = "the journal's 3 MB tmpfs fills up; the store comes back"
     row.count_tweets(expected, stored)
@@ -330,7 +305,7 @@ def _run_gap(
     # Everything from the first message the collector was sent (a backfill may reach back
     # before its first connection) to the end: the gap's tweets included.
     expected = _kept(timeline.messages[min(timeline.sent_indexes) :])
-    return expected, _stored(uri, s3), proc.last_json()
+    return expected, stored_ids(uri, s3.env()), proc.last_json()
 
 
 @pytest.mark.scenario("9e X stream gaps of 30 s and 3 min, backfill")
