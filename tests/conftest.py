@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,12 @@ def require_data(relative: str = "") -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return require_data()
+
+
+def write_records(path: Path, records: Iterable[Any]) -> str:
+    """``records`` (:class:`~tweetdomains.records.Record`) as a JSONL file; its path, for ``--data``."""
+    path.write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
+    return str(path)
 
 
 def free_port() -> int:

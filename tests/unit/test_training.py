@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_records
 from tweetdomains import codecs
 from tweetdomains.dataset import split_of
 from tweetdomains.model import build_model
@@ -51,11 +52,6 @@ TINY = {
 }
 
 
-def _write(path: Path, records: list[Record]) -> str:
-    path.write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def records() -> list[Record]:
     return generate(500, seed=11)
@@ -63,7 +59,7 @@ def records() -> list[Record]:
 
 @pytest.fixture
 def data_file(tmp_path: Path, records: list[Record]) -> str:
-    return _write(tmp_path / "records.jsonl", records)
+    return write_records(tmp_path / "records.jsonl", records)
 
 
 def _options(tmp_path: Path, data: list[str] | None, **kw: Any) -> TrainOptions:
@@ -163,13 +159,13 @@ def test_thresholds_are_tuned_on_validation_rows_only(
         return real(y, probs, **kw)
 
     monkeypatch.setattr(steps_module, "tune_thresholds", spy)
-    first = train(_options(tmp_path / "a", [_write(tmp_path / "a.jsonl", records)]))
+    first = train(_options(tmp_path / "a", [write_records(tmp_path / "a.jsonl", records)]))
     assert seen == [len(first.encoded.validation)]
 
     # More test tweets (and only test tweets): the model, thresholds and validation figures
     # stay exactly the same, while the test figures are over more tweets.
     extra = [r for r in generate(400, seed=99) if split_of(content_hash(r.text)) == "test"]
-    second = train(_options(tmp_path / "b", [_write(tmp_path / "b.jsonl", records + extra)]))
+    second = train(_options(tmp_path / "b", [write_records(tmp_path / "b.jsonl", records + extra)]))
     assert len(second.encoded.test) > len(first.encoded.test)
     np.testing.assert_array_equal(first.thresholds, second.thresholds)
     assert first.metrics["validation"] == second.metrics["validation"]

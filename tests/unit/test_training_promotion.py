@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import write_records
 from tweetdomains.records import Record
 from tweetdomains.registry import Registry
 from tweetdomains.simulate import generate
@@ -31,11 +32,6 @@ TINY = {
 }
 
 
-def _write(path: Path, records: list[Record]) -> str:
-    path.write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
-    return str(path)
-
-
 def _renamed(records: list[Record], keep: int) -> list[Record]:
     """Other data: the same kind of tweets, but only ``keep`` of the toy domains keep their
     names (the rest are labels the champion never saw)."""
@@ -53,12 +49,12 @@ def _options(store: Path, data: str, **kw: Any) -> TrainOptions:
 
 def test_a_challenger_on_new_data_beats_a_toy_champion_perfect_on_its_own(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    toy = _write(tmp_path / "toy.jsonl", generate(600, seed=3))
+    toy = write_records(tmp_path / "toy.jsonl", generate(600, seed=3))
     champion = train(_options(store, toy, epochs=10))
     assert champion.promoted
     assert champion.metrics["val_micro_f1"] >= 0.9  # the toy scores (nearly) perfectly on its own data
 
-    real = _write(tmp_path / "other.jsonl", _renamed(generate(600, seed=8), keep=3))
+    real = write_records(tmp_path / "other.jsonl", _renamed(generate(600, seed=8), keep=3))
     challenger = train(_options(store, real, epochs=5, seed=4))
     # Its own validation figure is below the champion's 1.0, yet it wins on the same tweets.
     assert challenger.metrics["val_micro_f1"] < champion.metrics["val_micro_f1"]
@@ -82,7 +78,7 @@ def test_a_challenger_on_new_data_beats_a_toy_champion_perfect_on_its_own(tmp_pa
 
 def test_a_challenger_that_loses_on_its_own_split_is_kept_out_with_the_reason(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    data = _write(tmp_path / "toy.jsonl", generate(500, seed=11))
+    data = write_records(tmp_path / "toy.jsonl", generate(500, seed=11))
     good = train(_options(store, data, epochs=5))
     worse = train(_options(store, data, epochs=1, lr=1e-5, seed=5))
     assert worse.published and not worse.promoted
@@ -96,7 +92,7 @@ def test_promote_command_makes_a_run_the_best_on_purpose(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = tmp_path / "store"
-    data = _write(tmp_path / "toy.jsonl", generate(400, seed=12))
+    data = write_records(tmp_path / "toy.jsonl", generate(400, seed=12))
     first = train(_options(store, data, epochs=3))
     second = train(_options(store, data, epochs=1, lr=1e-5, seed=6))
     assert not second.promoted
