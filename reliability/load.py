@@ -133,6 +133,12 @@ async def _client(
             tally.timeline[second][2] += int(body["cached"])
 
 
+def texts(pool_size: int = 200, seed: int = 0) -> tuple[list[str], list[str]]:
+    """The repeated pool and the fresh texts a run draws from (a scenario can warm the cache)."""
+    records = generate(pool_size + 2000, seed=seed)
+    return [r.text for r in records[:pool_size]], [r.text for r in records[pool_size:]]
+
+
 async def run_load(
     base: str,
     clients: int,
@@ -144,9 +150,7 @@ async def run_load(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run ``clients`` concurrent clients for ``seconds``; returns the summary."""
-    records = generate(pool_size + 2000, seed=seed)
-    pool = [r.text for r in records[:pool_size]]
-    fresh = [r.text for r in records[pool_size:]]
+    pool, fresh = texts(pool_size, seed)
     tally = Tally()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=30.0, limits=limits, headers=headers) as client:
