@@ -31,7 +31,8 @@ The whole pipeline on embedded defaults, as a new user first sees it.
 
 It runs the services' own commands one after the other, as child processes, exactly as
 an operator would: 'collect' fills a local store (synthetic stream by default, or replay:
-real files), 'train' trains an LSTM on CPU and promotes it, 'serve' answers on port 8000.
+real files), 'train' trains an LSTM on CPU and promotes it, 'serve' answers on port 8000
+(--port picks another).
 
 Each source gets a store of its own, var/demo/<source>/store, emptied at the start of each
 run, so the API serves the model trained on that source only. The port and the store are
