@@ -6,22 +6,29 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install demo test lint format pytest benchmarks benchmark-quality reliability images compose-smoke clean
 
+# The project with the collector, trainer and API extras and the test tools (`.[dev]`; not
+# `.[quality]`, which `make benchmark-quality` adds).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch is pinned to the release whose CPU build pip finds locally; see README "Install".
+	# torch is pinned (torch==2.13.0); pip takes the build its index offers: see README "Install".
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# checkov pins old boto3/packaging: it lives in a venv of its own (static checks of the images).
-	test -x $(VENV)/checkov/bin/checkov || ($(PYTHON) -m venv $(VENV)/checkov && $(VENV)/checkov/bin/pip install --quiet 'checkov==3.3.30')
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
 
-## demo: collect a synthetic stream, train an LSTM on CPU, serve the API on :8000
+# checkov pins old boto3/packaging: it lives in a venv of its own. Only the tests use it (the
+# static checks of the images, tests/system/test_deploy_static.py), so the demo never builds it.
+$(VENV)/checkov/bin/checkov:
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet 'checkov==3.3.30'
+
+## demo: collect a synthetic stream, train an LSTM on CPU, serve the API on :8000 (a few minutes)
 demo: install
 	$(BIN)/tweetdomains demo $(DEMO_ARGS)
 
-## test: lint, type-check, then every test (needs Redis on 127.0.0.1:6379)
+## test: lint, type-check, then every test, the reliability suite included (needs Redis on
+## 127.0.0.1:6379 and Chromium; about 20 minutes on 2 cores)
 test: install lint pytest
 
 lint: install
@@ -34,7 +41,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-pytest: install
+pytest: install $(VENV)/checkov/bin/checkov
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## reliability: fault, load and hostile-input scenarios against the real processes; prints the table

@@ -23,6 +23,10 @@ class ObjectNotFound(StoreError, KeyError):
     """No object under that key."""
 
 
+class StoreMissing(StoreError):
+    """The store's folder or bucket does not exist (a typo, most often): nothing will ever appear there."""
+
+
 def _check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -178,6 +182,35 @@ class S3Store:
 
     def __repr__(self) -> str:
         return f"S3Store({self.uri!r})"
+
+
+def require_existing(store: ObjectStore) -> None:
+    """Raise :class:`StoreMissing`, with a sentence naming it, when the store's local folder or S3
+    bucket does not exist. An empty store that exists passes: something may still write to it.
+    Other failures to reach S3 raise :class:`StoreError`."""
+    if isinstance(store, LocalStore):
+        if not store.root.is_dir():
+            raise StoreMissing(
+                f"the store {store.root} does not exist (no such folder); check the path, "
+                f"or create it (mkdir -p {store.root}) to wait there for a model"
+            )
+        return
+    if isinstance(store, S3Store):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            store.client.head_bucket(Bucket=store.bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+                raise StoreMissing(
+                    f"the S3 bucket {store.bucket!r} of the store {store.uri} does not exist on {endpoint}; "
+                    "check the name, or create the bucket first"
+                ) from None
+            raise StoreError(f"S3 cannot open the bucket {store.bucket!r}: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"S3 cannot reach the bucket {store.bucket!r}: {exc}") from exc
 
 
 def open_store(uri: str | Path) -> ObjectStore:

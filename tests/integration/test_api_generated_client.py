@@ -39,6 +39,7 @@ def _generate(spec: bytes, out: Path) -> Any:
 
 def test_generated_client_classifies_and_sees_typed_errors(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
+    (tmp_path / "store").mkdir()  # empty: the API serves 503 until a model is published
     env = {
         "TWEETDOMAINS_API_KEY": "k3y-for-tests",  # pragma: allowlist secret
         "TWEETDOMAINS_MAX_BODY_BYTES": "2048",

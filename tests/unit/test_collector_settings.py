@@ -58,9 +58,10 @@ def test_byte_sizes() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--batch-records", "0"], "batch_records"),
-        (["--source", "nope"], "source"),
-        (["--metrics-port", "70000"], "metrics_port"),
+        # The flag a user typed, and its variable (not pydantic's field name or wording).
+        (["--batch-records", "0"], "--batch-records (TWEETDOMAINS_BATCH_RECORDS) should be greater than"),
+        (["--source", "nope"], "--source (TWEETDOMAINS_SOURCE) must be x-api,"),
+        (["--metrics-port", "70000"], "--metrics-port (TWEETDOMAINS_METRICS_PORT) should be less than"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(

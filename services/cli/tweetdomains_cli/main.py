@@ -70,10 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from pydantic import ValidationError
 
+        from tweetdomains.errors import settings_error
         from tweetdomains.registry import RegistryError
         from tweetdomains.store import StoreError
 
-        if isinstance(exc, (RegistryError, StoreError, ValidationError, ValueError, FileNotFoundError)):
+        if isinstance(exc, ValidationError):  # a TWEETDOMAINS_* variable no flag overrode
+            print(f"tweetdomains {args.command}: error: {settings_error(exc)}", file=sys.stderr)
+            return 2
+        if isinstance(exc, (RegistryError, StoreError, ValueError, FileNotFoundError)):
             print(f"tweetdomains {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
         raise

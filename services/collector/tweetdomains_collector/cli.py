@@ -32,49 +32,75 @@ def register(subparsers: Any) -> None:
         help="collect annotated tweets into the store (X API stream, replay of files, or synthetic)",
         description=(
             "Collect tweets into gzip JSONL batches under the store's raw/YYYY/MM/DD/HH/. "
-            "Flags override the TWEETDOMAINS_* settings."
+            "Each flag overrides its TWEETDOMAINS_* variable (--batch-records: "
+            "TWEETDOMAINS_BATCH_RECORDS); the defaults below apply when neither is set."
         ),
     )
     parser.add_argument(
         "--source",
-        help="x-api (needs X_BEARER_TOKEN), replay:PATH[,PATH...] (globs, .gz, any format), simulate[:SEED]",
-    )
-    parser.add_argument("--store", help="store URI: s3://bucket/prefix, file:///path or a path")
-    parser.add_argument("--limit", type=int, help="stop after this many records are kept")
-    parser.add_argument("--max-seconds", type=float, help="stop after this many seconds")
-    parser.add_argument("--rate", type=float, help="pace replay/simulate at this many records per second")
-    parser.add_argument(
-        "--batch-records", type=int, help="close a batch at this many records (default 100000)"
+        help="x-api (needs X_BEARER_TOKEN), replay:PATH[,PATH...] (files or globs, .gz, any format "
+        "collect reads) or simulate[:SEED] (synthetic tweets) (default: x-api)",
     )
     parser.add_argument(
-        "--batch-bytes", type=byte_size, help="close a batch at this JSONL size (default 5MB)"
+        "--store", help="store URI: s3://bucket/prefix, file:///path or a path (default: var/store)"
     )
-    parser.add_argument("--batch-seconds", type=float, help="close a batch at this age (default 300)")
-    parser.add_argument("--languages", help="comma-separated languages to keep (default en; '' keeps all)")
+    parser.add_argument("--limit", type=int, help="stop after this many records are kept (default: no limit)")
+    parser.add_argument("--max-seconds", type=float, help="stop after this many seconds (default: no limit)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="pace replay/simulate at this many records per second (default: as fast as they read)",
+    )
+    parser.add_argument(
+        "--batch-records", type=int, help="close a batch at this many records (default: 100000)"
+    )
+    parser.add_argument(
+        "--batch-bytes",
+        type=byte_size,
+        help="close a batch at this JSONL size: bytes, or 512k, 5MB, 4MiB (default: 5MB)",
+    )
+    parser.add_argument("--batch-seconds", type=float, help="close a batch at this age (default: 300)")
+    parser.add_argument("--languages", help="comma-separated languages to keep; '' keeps all (default: en)")
     parser.add_argument(
         "--no-require-annotations",
         dest="require_annotations",
         action="store_const",
         const=False,
-        help="keep tweets without context annotations too",
+        help="keep tweets without context annotations too (default: drop them)",
     )
-    parser.add_argument("--spool-dir", help="local folder for batches the store refused (default var/spool)")
-    parser.add_argument("--metrics-port", type=int, help="serve /healthz and /metrics on this port (0: off)")
+    parser.add_argument(
+        "--spool-dir",
+        help="local folder of the write-ahead journal and the batches the store refused (default: var/spool)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /healthz and /metrics on this port; 0: off (default: 0)"
+    )
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument(
-        "--progress", dest="progress", action="store_const", const=True, help="force a progress bar"
+        "--progress",
+        dest="progress",
+        action="store_const",
+        const=True,
+        help="force a progress bar (default: a bar on a terminal, status lines elsewhere)",
     )
     progress.add_argument(
-        "--no-progress", dest="progress", action="store_const", const=False, help="no progress bar"
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const=False,
+        help="no progress bar (default: a bar on a terminal)",
     )
     parser.set_defaults(func=collect_command, progress=None)
 
     export = subparsers.add_parser(
         "export-legacy",
         help="write the store's collected records in the original b'...'<COMMA>Domain format",
+        description="Write every record under the store's raw/ as one line of the original project's "
+        "stream format (b'<text as a bytes literal>'<COMMA>Domain<COMMA>Domain...), which its "
+        "notebook reads; a one-line summary goes to standard error.",
     )
-    export.add_argument("--store", help="store URI (default $TWEETDOMAINS_STORE)")
-    export.add_argument("--output", default="-", help="file to write (default: standard output)")
+    export.add_argument("--store", help="store URI (default: $TWEETDOMAINS_STORE, else var/store)")
+    export.add_argument("--output", default="-", help="file to write; - is standard output (default: -)")
     export.set_defaults(func=export_legacy_command)
 
 
@@ -97,17 +123,14 @@ _OVERRIDES = (
 def _settings(args: argparse.Namespace, names: tuple[str, ...]) -> Any:
     from pydantic import ValidationError
 
-    from tweetdomains.errors import UsageError
+    from tweetdomains.errors import settings_error
     from tweetdomains_collector.settings import Settings
 
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
-        raise UsageError(problems) from None
+        raise settings_error(exc, flags=names) from None
 
 
 def collect_command(args: argparse.Namespace) -> int:

@@ -74,10 +74,12 @@ class Settings(CommonSettings):
     @classmethod
     def _known_source(cls, value: str) -> str:
         value = value.strip()
-        if value != "x-api" and not value.startswith(("replay:", "simulate")):
-            raise ValueError("source must be x-api, replay:PATH[,PATH...] or simulate[:SEED]")
-        if value.startswith("simulate") and value not in ("simulate",) and not value.startswith("simulate:"):
-            raise ValueError("source must be x-api, replay:PATH[,PATH...] or simulate[:SEED]")
+        simulate = value == "simulate" or value.startswith("simulate:")
+        if value != "x-api" and not value.startswith("replay:") and not simulate:
+            raise ValueError(
+                "--source (TWEETDOMAINS_SOURCE) must be x-api, replay:PATH[,PATH...] or "
+                f"simulate[:SEED], not {value!r}"
+            )
         return value
 
     @field_validator("x_bearer_token")
@@ -103,7 +105,7 @@ class Settings(CommonSettings):
     @model_validator(mode="after")
     def _backoff_order(self) -> Settings:
         if self.spool_retry_max < self.spool_retry_start:
-            raise ValueError("spool_retry_max must be at least spool_retry_start")
+            raise ValueError("TWEETDOMAINS_SPOOL_RETRY_MAX must be at least TWEETDOMAINS_SPOOL_RETRY_START")
         return self
 
     @property
