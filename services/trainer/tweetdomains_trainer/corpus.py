@@ -66,6 +66,9 @@ from tweetdomains_trainer.stream import Part, ShardedSplit, SplitTexts, flat_ran
 log = logging.getLogger(__name__)
 
 SPLIT_CODES = {"test": 0, "validation": 1, "train": 2}
+# Raw bytes (gzip JSONL, ~135 bytes a tweet) below which new batches are tokenized without a
+# process pool: about the work of the second a pool takes to start.
+POOL_MIN_BYTES = 2 << 20
 
 
 @dataclass
@@ -176,8 +179,9 @@ class ShardedCorpus:
             vocab = _corpus_vocab(shards, codes, vocab_kind, min_count, max_vocab)
             store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
         encoded = []
+        directory = vocab_dir(vocab, max_tokens)
         for shard in shards:
-            key = encoded_key(shard.key, vocab, max_tokens)
+            key = encoded_key(shard.key, vocab, max_tokens, directory)
             try:
                 encoded.append(cache.open(key))
                 continue
@@ -258,18 +262,25 @@ def _needs_tokenizing(cache: ShardCache, raw_key: str) -> bool:
 
 
 def _tokenize_all(store: ObjectStore, cache: ShardCache, keys: Sequence[str], workers: int | None) -> int:
-    """Tokenize ``keys`` in ``workers`` processes, at most two batches in flight per worker."""
+    """Tokenize ``keys`` in ``workers`` processes, at most two batches in flight per worker.
+
+    A few small batches (a retrain's, under ``POOL_MIN_BYTES`` in all) are tokenized in this
+    process: starting the pool (an interpreter per worker, about a second) costs more.
+    """
     workers = max(1, min(workers or os.cpu_count() or 1, len(keys)))
+    few = {key: store.get(key) for key in keys} if len(keys) <= 2 * workers else None
+    if few is not None and sum(len(data) for data in few.values()) < POOL_MIN_BYTES:
+        workers = 1
     if workers == 1:
         for key in keys:
-            cache.put(words_key(key), tokenize_batch(key, store.get(key)))
+            cache.put(words_key(key), tokenize_batch(key, few.pop(key) if few else store.get(key)))
         return len(keys)
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending: set[concurrent.futures.Future[tuple[str, bytes]]] = set()
         queue = iter(keys)
         for key in queue:
-            pending.add(pool.submit(tokenize_task, (key, store.get(key))))
+            pending.add(pool.submit(tokenize_task, (key, few.pop(key) if few else store.get(key))))
             if len(pending) >= 2 * workers:
                 done, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
                 for future in done:
@@ -405,7 +416,8 @@ def _kept_vocab(store: ObjectStore, key: str) -> Vocabulary | None:
 
 
 def _content_sha256(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> str:
-    """SHA-256 of each split's kept rows: content hashes, then label names, shard by shard."""
+    """SHA-256 of each split's kept rows, shard by shard: content hashes, label counts, label
+    ids and the shard's label names they index (arrays hashed whole, no loop over rows)."""
     digest = hashlib.sha256()
     for name in SPLITS:
         digest.update(f"{name}\n".encode())
@@ -417,5 +429,6 @@ def _content_sha256(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) ->
             label_ids = np.asarray(shard.file["label_ids"])[flat_ranges(offsets[rows], offsets[rows + 1])]
             digest.update(np.asarray(shard.file["content_hash"])[rows].tobytes())
             digest.update((offsets[rows + 1] - offsets[rows]).tobytes())
-            digest.update("|".join(shard.labels[int(i)] for i in label_ids).encode())
+            digest.update(label_ids.tobytes())
+            digest.update("\n".join(shard.labels).encode() + b"\0")
     return digest.hexdigest()

@@ -140,8 +140,11 @@ def vocab_dir(vocab: Vocabulary, max_tokens: int) -> str:
     return f"{kind}-{vocab.fingerprint()}-t{max_tokens}"
 
 
-def encoded_key(raw_key: str, vocab: Vocabulary, max_tokens: int) -> str:
-    return f"{SHARDS_PREFIX}{vocab_dir(vocab, max_tokens)}/{raw_key_hash(raw_key)}.shard"
+def encoded_key(raw_key: str, vocab: Vocabulary, max_tokens: int, directory: str | None = None) -> str:
+    """Where ``raw_key``'s shard encoded with ``vocab`` lives; ``directory`` is
+    :func:`vocab_dir`'s answer when the caller has it (hashing a large vocabulary per shard
+    costs more than the lookups of a retrain)."""
+    return f"{SHARDS_PREFIX}{directory or vocab_dir(vocab, max_tokens)}/{raw_key_hash(raw_key)}.shard"
 
 
 class ShardCache:
