@@ -40,12 +40,7 @@ from tweetdomains_trainer.checkpoint import (
     load_checkpoint,
     set_rng_state,
 )
-from tweetdomains_trainer.data import (
-    EncodedDataset,
-    concat_splits,
-    encode_dataset,
-    read_dataset,
-)
+from tweetdomains_trainer.data import EncodedDataset, concat_splits, encode_dataset, read_dataset
 from tweetdomains_trainer.distributed import Distributed
 from tweetdomains_trainer.encoder import MATCHING_FIELDS, PretrainedEncoder, load_pretrained
 from tweetdomains_trainer.lineage import data_lineage
