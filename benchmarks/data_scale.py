@@ -7,7 +7,9 @@ peak memories do not mix):
 - today: ``load_dataset`` + ``encode_dataset`` (records as Python objects, one process);
 - sharded: ``ShardedCorpus.prepare`` (a process pool tokenizes each batch into a shard once,
   dedupe and split by 8-byte hashes, memory-mapped shards), then the first batch streamed;
-- retrain: 5% more records appended as new batches, then ``ShardedCorpus.prepare`` again.
+- retrain: 5% more records appended as new batches, then ``ShardedCorpus.prepare`` again,
+  keeping the vocabulary the cold run built (what ``tweetdomains train`` does without
+  ``--refresh-vocab``), so only the new batches are tokenized and encoded.
 
 For each: preparation seconds, peak RSS (the process plus its largest worker), and seconds
 to the end of the first training step (a small LSTM, ``train_step``). The records are real
@@ -201,7 +203,7 @@ def child(path: str, store_dir: str, workers: int, batch_size: int, started: flo
         from tweetdomains_trainer.stream import stream_batches
 
         prep_started = time.perf_counter()
-        corpus = ShardedCorpus.prepare(store, workers=workers)
+        corpus = ShardedCorpus.prepare(store, workers=workers, keep_vocab=True)
         prep = time.perf_counter() - prep_started
         rows = next(stream_batches(corpus.train, batch_size, seed=0))
         loss = first_step(corpus.train, rows, len(corpus.vocab), len(corpus.labels))

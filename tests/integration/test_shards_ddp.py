@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,32 @@ def test_two_torchrun_processes_read_disjoint_shards_in_equal_steps(tmp_path: Pa
         assert mine[0] and mine[1] and mine[0].isdisjoint(mine[1])  # disjoint shards each epoch
     assert lines[1]["tokenized"] == 0  # rank 1 re-used rank 0's shards
     assert lines[0]["weights"] == pytest.approx(lines[1]["weights"], rel=1e-9)  # DDP kept them in step
+
+
+@pytest.mark.slow
+def test_torchrun_train_on_the_store_streams_disjoint_shards_per_rank(tmp_path: Path) -> None:
+    """``tweetdomains train --store`` (no --data) under torchrun: rank 0 shards the batches,
+    each rank streams its own shards every epoch, in equal steps, and the run is published once."""
+    store = LocalStore(tmp_path / "store")
+    for i in range(6):
+        store.put(f"raw/2026/11/29/{i:02d}/b.jsonl.gz", codecs.write_jsonl_gz(generate(80, seed=i)))
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr"]
+    argv += ["127.0.0.1", "--master-port", str(free_port()), "-m", "tweetdomains", "train"]
+    argv += ["--store", str(store.root), "--run-id", "ddp-shards", "--epochs", "2", "--embedding-dim", "8"]
+    argv += ["--hidden-dim", "8", "--batch-size", "8", "--device", "cpu", "--no-progress", "--threads", "1"]
+    argv += ["--log-level", "DEBUG"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == 2 and sum(r["published"] for r in results) == 1
+    found = re.findall(r"rank (\d) of 2, epoch (\d): \d+ of 6 shards, (\d+) steps", done.stderr)
+    steps = {(rank, epoch): int(n) for rank, epoch, n in found}
+    assert len(steps) == 4 and steps[("0", "1")] == steps[("1", "1")] > 0
+    assert steps[("0", "2")] == steps[("1", "2")] > 0
+    shards = {
+        m[:2]: set(m[2].split()) for m in re.findall(r"rank (\d), epoch (\d) shards: (.*)", done.stderr)
+    }
+    for epoch in ("1", "2"):
+        mine, theirs = shards[("0", epoch)], shards[("1", epoch)]
+        assert mine and theirs and mine.isdisjoint(theirs)
+        assert len(mine | theirs) == 6

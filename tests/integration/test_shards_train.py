@@ -1,35 +1,111 @@
-"""The training job on a sharded corpus: the same run, step for step, as on today's data path."""
+"""The training job on the store's raw batches, through shards: end to end as a process, a
+retrain that encodes only its new batch, and a resume from mid-epoch that reaches the
+uninterrupted run's weights."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tweetdomains import codecs
+from tweetdomains.registry import Registry
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
+from tweetdomains_trainer.checkpoint import checkpoint_key
 from tweetdomains_trainer.corpus import ShardedCorpus
+from tweetdomains_trainer.shards import SHARDS_PREFIX
 from tweetdomains_trainer.train import TrainOptions, train
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("refit", [False, True])
-def test_train_on_shards_reproduces_the_run_on_records(tmp_path: Path, refit: bool) -> None:
-    store = LocalStore(tmp_path / "store")
-    for i in range(5):
+def write_batches(store: LocalStore, first: int, count: int) -> None:
+    for i in range(first, first + count):
         store.put(f"raw/2026/11/29/{i:02d}/b.jsonl.gz", codecs.write_jsonl_gz(generate(120, seed=i)))
 
-    def options(run_id: str) -> TrainOptions:
+
+def run_train(store: LocalStore, run_id: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "tweetdomains", "train", "--store", str(store.root), "--run-id", run_id]
+    argv += ["--epochs", "2", "--embedding-dim", "8", "--hidden-dim", "8", "--batch-size", "16"]
+    argv += ["--device", "cpu", "--no-progress", "--threads", "1", *extra]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def encoded_dirs(store: LocalStore) -> list[Path]:
+    return sorted(p for p in (store.root / SHARDS_PREFIX).iterdir() if p.is_dir() and p.name != "words-v1")
+
+
+@pytest.mark.slow
+def test_train_on_the_store_goes_through_shards_and_a_retrain_encodes_only_new_batches(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    write_batches(store, 0, 5)
+    done = run_train(store, "first")
+    assert json.loads(done.stdout.splitlines()[-1])["published"] is True
+    assert "5 tokenized now, 5 encoded now" in done.stderr
+    registry = Registry(store)
+    lineage = registry.json_artifact("first", "metrics.json")["lineage"]
+    corpus = ShardedCorpus.prepare(store, workers=1, keep_vocab=True)
+    assert lineage["raw_batches"] == 5 and lineage["raw_last_key"] == "raw/2026/11/29/04/b.jsonl.gz"
+    assert lineage["data_sha256"] == corpus.content_sha256
+    assert lineage["records"] == 600
+    [vocab_dir] = encoded_dirs(store)
+    assert len(list(vocab_dir.glob("*.shard"))) == 5
+
+    write_batches(store, 5, 1)  # a retrain after one more batch arrived
+    done = run_train(store, "second")
+    assert "1 tokenized now, 1 encoded now" in done.stderr
+    assert encoded_dirs(store) == [vocab_dir]  # the kept vocabulary: no old shard encoded again
+    assert len(list(vocab_dir.glob("*.shard"))) == 6
+    assert registry.json_artifact("second", "metrics.json")["lineage"]["raw_batches"] == 6
+    assert registry.json_artifact("second", "vocab.json") == registry.json_artifact("first", "vocab.json")
+
+    done = run_train(store, "fresh", "--refresh-vocab", "--dry-run")
+    assert "0 tokenized now" in done.stderr
+
+
+@pytest.mark.slow
+def test_resuming_mid_epoch_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    write_batches(store, 0, 5)
+
+    def options(run_id: str, **changes: object) -> TrainOptions:
         return TrainOptions(
             store=str(store.root), run_id=run_id, epochs=2, embedding_dim=8, hidden_dim=8, batch_size=16,
-            device="cpu", progress=False, threads=1, refit=refit, publish=False,
+            device="cpu", progress=False, threads=1, publish=False, ema_decay=0.9, **changes,  # type: ignore[arg-type]
         )  # fmt: skip
 
-    today = train(options("records"), store)
-    corpus = ShardedCorpus.prepare(store, workers=1)
-    sharded = train(options("shards"), store, encoded=corpus)  # type: ignore[arg-type]
-    assert [h["train_loss"] for h in sharded.history] == [h["train_loss"] for h in today.history]
-    assert [h["val_micro_f1"] for h in sharded.history] == [h["val_micro_f1"] for h in today.history]
-    for name in ("micro_f1", "macro_f1", "p_at_1"):
-        assert sharded.metrics["test"][name] == today.metrics["test"][name]
+    whole = train(options("whole"))
+    steps = -(-len(whole.encoded.train) // 16)
+    # Stopped in the first epoch, then in the second (checkpointing every 7 steps on the
+    # way), then run to the end: each part starts where the checkpoint's position says.
+    first = train(options("cut", stop_after_steps=5))
+    assert not first.completed and not first.history
+    state = json.loads(store.get(checkpoint_key("cut", "state.json")))
+    assert state["position"] == {"epoch": 0, "step": 5}
+    second = train(options("cut", resume=True, stop_after_steps=steps, checkpoint_steps=7))
+    assert not second.completed and len(second.history) == 1
+    state = json.loads(store.get(checkpoint_key("cut", "state.json")))
+    assert state["position"] == {"epoch": 1, "step": 5}
+    last = train(options("cut", resume=True))
+    assert last.completed
+    assert last.history[-1]["train_loss"] == whole.history[-1]["train_loss"]
+    for key in ("train_loss", "val_loss", "val_micro_f1"):
+        assert [h[key] for h in last.history] == [h[key] for h in whole.history], key
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, last.model.state_dict()[name]), name
+    assert last.metrics["test"] == whole.metrics["test"]
+
+
+def test_step_checkpoints_need_store_data(tmp_path: Path) -> None:
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(r.to_json() + "\n" for r in generate(50, seed=1)), encoding="utf-8")
+    options = TrainOptions(store=str(tmp_path / "s"), data=[str(data)], stop_after_steps=3, progress=False)
+    with pytest.raises(ValueError, match="store's data"):
+        train(options)

@@ -19,7 +19,9 @@ def test_train_from_s3_raw_batches_publishes_to_s3(s3_uri: str) -> None:
     options = TrainOptions(store=s3_uri, embedding_dim=12, hidden_dim=12, epochs=2, progress=False)
     result = train(options)
     assert result.published and result.promoted
-    assert any(k.startswith("cache/datasets/") for k in store.list("cache/"))
+    # The raw batches went through shards kept in the store (two words shards, two encoded).
+    assert len([k for k in store.list("cache/shards/") if k.endswith(".shard")]) == 4
+    assert result.metrics["lineage"]["raw_batches"] == 2
     classifier = Classifier.load(Registry(open_store(s3_uri)), "best")
     probs = classifier.predict_proba(["Taylor Swift just dropped a new album"])
     assert probs.shape == (1, len(classifier.labels))

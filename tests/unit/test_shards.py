@@ -186,10 +186,11 @@ def test_stream_is_deterministic_bounded_and_resumes_mid_epoch(store: LocalStore
     run = [b.tolist() for b in stream_batches(split, batch, seed=3, buffer_rows=40, chunk_batches=2)]
     assert run == [b.tolist() for b in stream_batches(split, batch, seed=3, buffer_rows=40, chunk_batches=2)]
     assert run != [b.tolist() for b in stream_batches(split, batch, seed=4, buffer_rows=40, chunk_batches=2)]
-    assert len(run) == steps_per_epoch(split, batch, 3, 0, 1) == len(split) // batch
-    assert all(len(b) == batch for b in run)
+    # One process trains every row once: full batches, then the rows left as one short batch.
+    assert len(run) == steps_per_epoch(split, batch, 3, 0, 1) == -(-len(split) // batch)
+    assert all(len(b) == batch for b in run[:-1]) and 0 < len(run[-1]) <= batch
     flat = [r for b in run for r in b]
-    assert len(flat) == len(set(flat))  # no row twice in an epoch
+    assert sorted(flat) == list(range(len(split)))
     resumed = stream_batches(
         split, batch, seed=3, position=StreamPosition(0, 5), buffer_rows=40, chunk_batches=2
     )
@@ -256,3 +257,19 @@ def test_load_reopens_the_manifest_batches_after_more_arrive(store: LocalStore) 
     assert again.cache_key == first.cache_key and again.vocab == first.vocab
     assert [len(again.split(n)) for n in SPLITS] == [len(first.split(n)) for n in SPLITS]
     assert ShardedCorpus.prepare(store, workers=1).cache_key != first.cache_key
+
+
+def test_a_retrain_keeps_the_vocabulary_and_encodes_only_the_new_batch(store: LocalStore) -> None:
+    first = ShardedCorpus.prepare(store, workers=1, keep_vocab=True)
+    assert first.counts.encoded == 5
+    write_batch(store, 20, batch_records(20))
+    grown = ShardedCorpus.prepare(store, workers=1, keep_vocab=True)
+    assert (grown.counts.tokenized, grown.counts.encoded) == (1, 1)
+    assert grown.vocab == first.vocab
+    assert_same_splits(grown, store)  # the new batch's rows, encoded with the kept vocabulary
+    # A fresh vocabulary from the grown counts differs, so every shard is encoded again; the
+    # retrain after it keeps the fresh one.
+    fresh = ShardedCorpus.prepare(store, workers=1)
+    assert fresh.vocab != first.vocab and fresh.counts.encoded == 6
+    again = ShardedCorpus.prepare(store, workers=1, keep_vocab=True)
+    assert again.vocab == fresh.vocab and again.counts.encoded == 0

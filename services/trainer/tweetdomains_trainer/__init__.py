@@ -24,6 +24,7 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``encoder`` | pre-trained encoders under ``pretrained/``: publish, load, check, apply |
 | ``phase`` | one training phase: model, optimizer, schedule, loss, and the pass over an epoch |
 | ``publish`` | thresholds, scores, artifacts, publishing and promotion at the end of a run |
+| ``sharded`` | store data in the job: the corpus (rank 0 first), streamed epochs, mid-epoch checkpoints |
 | ``train`` | the training job: data, epochs, early stopping, refit, then publish |
 | ``sweep`` | every row of a grid through ``train``, a results table, the best promoted |
 | ``evaluate`` | a published run scored on labeled records |

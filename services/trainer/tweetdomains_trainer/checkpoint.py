@@ -37,6 +37,12 @@ class TrainState:
     epoch's, the weight average's when there is one); ``optimizer`` and ``scheduler`` their
     ``state_dict()``. ``rng`` is filled by :func:`load_checkpoint` (tensors, plain) and
     restored with :func:`set_rng_state`; saving captures the generators as they are.
+
+    Mid-epoch (sharded data, ``--checkpoint-steps``/``--stop-after-steps``), ``epoch`` is the
+    epoch under way and ``step`` the batches of it already trained (a
+    :class:`~tweetdomains_trainer.stream.StreamPosition`: the stream replays its order from
+    the seed), with ``epoch_losses`` their losses for the epoch's mean; at an epoch's end
+    ``step`` is 0.
     """
 
     run_id: str
@@ -47,6 +53,8 @@ class TrainState:
     best_epoch: int = -1
     bad_epochs: int = 0
     train_seconds: float = 0.0
+    step: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     lineage: dict[str, Any] | None = None
     model: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -137,6 +145,8 @@ def save_checkpoint(store: ObjectStore, state: TrainState) -> None:
         "best_epoch": state.best_epoch,
         "bad_epochs": state.bad_epochs,
         "train_seconds": state.train_seconds,
+        "position": {"epoch": state.epoch, "step": state.step},
+        "epoch_losses": state.epoch_losses,
         "lineage": state.lineage,
     }
     text = json.dumps(plain, sort_keys=True)
@@ -172,6 +182,8 @@ def load_checkpoint(store: ObjectStore, run_id: str) -> TrainState:
             best_epoch=plain["best_epoch"],
             bad_epochs=plain["bad_epochs"],
             train_seconds=plain["train_seconds"],
+            step=int((plain.get("position") or {}).get("step", 0)),
+            epoch_losses=[float(x) for x in plain.get("epoch_losses", [])],
             history=plain["history"],
             lineage=plain.get("lineage"),
             model=unprefixed("model", tensors),

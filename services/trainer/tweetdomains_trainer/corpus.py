@@ -8,8 +8,18 @@
    record of an id wins, then the first of a content), in store key order;
 3. the split is :func:`dataset.split_of` of the content hash, so no tweet changes sides;
 4. the vocabulary comes from token counts summed shard by shard over the train split
-   (the same table ``build_vocab`` makes from the records), or is given;
+   (the same table ``build_vocab`` makes from the records), or is given, or (``keep_vocab``)
+   is the one the store's last corpus with the same vocabulary options built;
 5. every shard not yet encoded with that vocabulary is, by table lookup.
+
+Why a retrain keeps its vocabulary: an encoded shard is named by its vocabulary's
+fingerprint, and a vocabulary rebuilt from 5% more tweets almost always differs in a few
+rare tokens (a count crossing ``min_count``, a tie at ``max_vocab``), so rebuilding it would
+re-encode every old shard and cost as much as a cold start. Keeping the recorded one
+encodes only the new batches; their new words map to ``<unk>`` until a run asks for a fresh
+vocabulary (``--refresh-vocab``). Which vocabulary is kept is recorded in the store
+(``cache/shards/vocab-<options>.json``), so the choice is the same for every run and rank
+that reads that store, whatever order they come in.
 
 The splits it returns (:class:`stream.ShardedSplit`) have ``EncodedSplit``'s interface over
 memory-mapped shards, so ``train_batches``/``eval_batches`` drive them unchanged;
@@ -51,11 +61,14 @@ from tweetdomains_trainer.shards import (
     vocab_dir,
     words_key,
 )
-from tweetdomains_trainer.stream import Part, ShardedSplit, flat_ranges
+from tweetdomains_trainer.stream import Part, ShardedSplit, SplitTexts, flat_ranges
 
 log = logging.getLogger(__name__)
 
 SPLIT_CODES = {"test": 0, "validation": 1, "train": 2}
+# Raw bytes (gzip JSONL, ~135 bytes a tweet) below which new batches are tokenized without a
+# process pool: about the work of the second a pool takes to start.
+POOL_MIN_BYTES = 2 << 20
 
 
 @dataclass
@@ -86,9 +99,14 @@ class ShardedCorpus:
     data_hash: str
     max_tokens: int
     counts: CorpusCounts
-    # What the corpus was read from, for a run's lineage (see lineage.data_lineage); the job
+    # SHA-256 of every kept row's split, content hash and labels (the lineage's data_sha256).
+    content_sha256: str = field(default="", compare=False)
+    # What the corpus was read from, for a run's lineage (see lineage.corpus_lineage); the job
     # fills it in as it does for an EncodedDataset.
     lineage: dict[str, Any] | None = field(default=None, compare=False)
+    # The validation split's texts in row order (promotion re-scores the champion on them),
+    # read from the raw batches only when used.
+    validation_texts: Sequence[str] = field(default=(), compare=False)
 
     @property
     def cache_key(self) -> str:
@@ -126,12 +144,15 @@ class ShardedCorpus:
         local_dir: str | None = None,
         say: Callable[[str], None] = log.info,
         raw_keys: Sequence[str] | None = None,
+        keep_vocab: bool = False,
     ) -> ShardedCorpus:
         """Shard, deduplicate, split and encode every batch under ``raw/`` (see the module doc).
 
         ``workers`` processes tokenize new batches (default: the CPUs); ``raw_keys`` limits
-        the corpus to those batches (:meth:`load` uses it). ValueError when the corpus
-        cannot train a model.
+        the corpus to those batches (:meth:`load` uses it). Without ``vocab``,
+        ``keep_vocab`` reuses the vocabulary recorded for these options by an earlier call;
+        one built from the counts is recorded for the calls after. ValueError when the
+        corpus cannot train a model.
         """
         cache = ShardCache(store, local_dir)
         if raw_keys is None:
@@ -146,11 +167,21 @@ class ShardedCorpus:
         shards = [WordShard.open(cache, k) for k in raw_keys]
         codes = _split_codes(shards, counts, test_percent, validation_percent)
         labels = _train_labels(shards, codes)
+        kept_key = _kept_vocab_key(vocab_kind, min_count, max_vocab, test_percent, validation_percent)
+        if vocab is None and keep_vocab:
+            vocab = _kept_vocab(store, kept_key)
+            if vocab is not None:
+                say(
+                    f"vocabulary: reusing {kept_key} ({len(vocab):,} tokens; "
+                    "--refresh-vocab builds a fresh one)"
+                )
         if vocab is None:
             vocab = _corpus_vocab(shards, codes, vocab_kind, min_count, max_vocab)
+            store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
         encoded = []
+        directory = vocab_dir(vocab, max_tokens)
         for shard in shards:
-            key = encoded_key(shard.key, vocab, max_tokens)
+            key = encoded_key(shard.key, vocab, max_tokens, directory)
             try:
                 encoded.append(cache.open(key))
                 continue
@@ -165,8 +196,10 @@ class ShardedCorpus:
         _count_labels(counts, labels, splits)
         digest = _data_hash(shards, test_percent, validation_percent)
         corpus = cls(
-            vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, counts=counts, **splits
-        )
+            vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, counts=counts,
+            content_sha256=_content_sha256(shards, codes), **splits,
+        )  # fmt: skip
+        corpus.validation_texts = SplitTexts(store, corpus.validation)
         source = f"{getattr(store, 'uri', store)}/raw/"
         if not len(corpus.train):
             raise ValueError(f"no labeled training records in {source} ({corpus.summary()})")
@@ -229,18 +262,25 @@ def _needs_tokenizing(cache: ShardCache, raw_key: str) -> bool:
 
 
 def _tokenize_all(store: ObjectStore, cache: ShardCache, keys: Sequence[str], workers: int | None) -> int:
-    """Tokenize ``keys`` in ``workers`` processes, at most two batches in flight per worker."""
+    """Tokenize ``keys`` in ``workers`` processes, at most two batches in flight per worker.
+
+    A few small batches (a retrain's, under ``POOL_MIN_BYTES`` in all) are tokenized in this
+    process: starting the pool (an interpreter per worker, about a second) costs more.
+    """
     workers = max(1, min(workers or os.cpu_count() or 1, len(keys)))
+    few = {key: store.get(key) for key in keys} if len(keys) <= 2 * workers else None
+    if few is not None and sum(len(data) for data in few.values()) < POOL_MIN_BYTES:
+        workers = 1
     if workers == 1:
         for key in keys:
-            cache.put(words_key(key), tokenize_batch(key, store.get(key)))
+            cache.put(words_key(key), tokenize_batch(key, few.pop(key) if few else store.get(key)))
         return len(keys)
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending: set[concurrent.futures.Future[tuple[str, bytes]]] = set()
         queue = iter(keys)
         for key in queue:
-            pending.add(pool.submit(tokenize_task, (key, store.get(key))))
+            pending.add(pool.submit(tokenize_task, (key, few.pop(key) if few else store.get(key))))
             if len(pending) >= 2 * workers:
                 done, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
                 for future in done:
@@ -357,3 +397,38 @@ def _data_hash(shards: Sequence[WordShard], test_percent: int, validation_percen
     for shard in shards:
         digest.update(f"{shard.key}\t{shard.file.meta['raw_bytes']}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def _kept_vocab_key(
+    kind: str, min_count: int, max_vocab: int, test_percent: int, validation_percent: int
+) -> str:
+    return f"{SHARDS_PREFIX}vocab-{kind}-m{min_count}-v{max_vocab}-s{test_percent}-{validation_percent}.json"
+
+
+def _kept_vocab(store: ObjectStore, key: str) -> Vocabulary | None:
+    try:
+        return Vocabulary.from_json(store.get(key).decode())
+    except ObjectNotFound:
+        return None
+    except (ValueError, KeyError) as exc:  # a damaged record is replaced by a fresh vocabulary
+        log.warning("ignoring unreadable vocabulary %s: %s", key, exc)
+        return None
+
+
+def _content_sha256(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> str:
+    """SHA-256 of each split's kept rows, shard by shard: content hashes, label counts, label
+    ids and the shard's label names they index (arrays hashed whole, no loop over rows)."""
+    digest = hashlib.sha256()
+    for name in SPLITS:
+        digest.update(f"{name}\n".encode())
+        for shard, code in zip(shards, codes, strict=True):
+            rows = np.flatnonzero(code == SPLIT_CODES[name])
+            if not len(rows):
+                continue
+            offsets = np.asarray(shard.file["label_offsets"])
+            label_ids = np.asarray(shard.file["label_ids"])[flat_ranges(offsets[rows], offsets[rows + 1])]
+            digest.update(np.asarray(shard.file["content_hash"])[rows].tobytes())
+            digest.update((offsets[rows + 1] - offsets[rows]).tobytes())
+            digest.update(label_ids.tobytes())
+            digest.update("\n".join(shard.labels).encode() + b"\0")
+    return digest.hexdigest()

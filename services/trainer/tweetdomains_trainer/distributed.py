@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,6 +38,21 @@ class Distributed:
             if device.type == "cuda":
                 torch.cuda.set_device(device)
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    def first_on_main(self, work: Callable[[], T]) -> T:
+        """``work()`` on rank 0, then on the other ranks once it is done, so they find what it
+        wrote to the store instead of writing it too. Rank 0's error is raised after the
+        barrier, so no rank waits for one that failed (the others meet the same error)."""
+        if self.world_size == 1:
+            return work()
+        if self.is_main:
+            try:
+                result = work()
+            finally:
+                torch.distributed.barrier()
+            return result
+        torch.distributed.barrier()
+        return work()
 
     def shard(self, batches: list[np.ndarray]) -> list[np.ndarray]:
         """This rank's batches; every rank gets the same number, so collectives line up."""

@@ -6,7 +6,8 @@ Keys (read by the API for ``/model`` and the drift gauges; keep the names)::
     raw_batches    raw batches read (null for --data runs), raw_first_key / raw_last_key
     data_path      the --data file names (basenames; null for raw runs)
     records        records read, before deduplication
-    data_sha256    SHA-256 of every kept record's split, text and labels
+    data_sha256    SHA-256 of every kept record's split, text and labels (store data, read
+                   through shards: of its split, 8-byte content hash and labels)
     recipe         the --recipe preset the options started from ("default" without one)
     git_commit     the commit of the checkout the code runs from; null when unknown (an image)
     label_counts   {domain: tweets carrying it in the training split}
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tweetdomains.dataset import Dataset
+from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.data import SPLITS, DataSource, EncodedDataset
 
 
@@ -41,6 +43,22 @@ def data_lineage(source: DataSource, dataset: Dataset, encoded: EncodedDataset) 
         "records": source.records,
         "data_sha256": digest.hexdigest(),
         "label_counts": {label: int(n) for label, n in zip(encoded.labels, counts, strict=True)},
+    }
+
+
+def corpus_lineage(store_uri: str, corpus: ShardedCorpus) -> dict[str, Any]:
+    """:func:`data_lineage` of a sharded corpus (the store's raw batches)."""
+    raw = [part.key for part in corpus.train.parts]
+    counts = corpus.train.label_counts()
+    return {
+        "store": without_credentials(store_uri),
+        "raw_batches": len(raw),
+        "raw_first_key": raw[0] if raw else None,
+        "raw_last_key": raw[-1] if raw else None,
+        "data_path": None,
+        "records": corpus.counts.stats.records,
+        "data_sha256": corpus.content_sha256,
+        "label_counts": {label: int(n) for label, n in zip(corpus.labels, counts, strict=True)},
     }
 
 

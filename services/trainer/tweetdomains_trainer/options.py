@@ -222,6 +222,9 @@ class TrainOptions(Options):
     )
     test_percent: int = field(default=20, metadata=flag("share held out as test, in [0, 100)", DATA))
     validation_percent: int = field(default=10, metadata=flag("validation share", DATA))
+    refresh_vocab: bool = field(
+        default=False, metadata=flag("rebuild the vocabulary kept for retrains", DATA, switch="on")
+    )
     min_support: int = field(
         default=5, metadata=flag("validation positives to tune a threshold", OPTIMIZATION)
     )
@@ -237,6 +240,13 @@ class TrainOptions(Options):
     stop_after_epochs: int | None = field(
         default=None,
         metadata=flag("checkpoint and stop, resumable", positive=True, shown="none", per_run=True),
+    )
+    checkpoint_steps: int | None = field(
+        default=None, metadata=flag("also checkpoint every N steps (store data)", positive=True, shown="none")
+    )
+    stop_after_steps: int | None = field(
+        default=None,
+        metadata=flag("checkpoint and stop after N steps", positive=True, shown="none", per_run=True),
     )
     publish: bool = field(default=True, metadata=flag("publish the run", cli=False))
     progress: bool = field(default=True, metadata=flag("progress bars and per-epoch lines", switch="off"))
@@ -290,16 +300,8 @@ class TrainOptions(Options):
 
 # Options that describe where and how verbosely a job runs, not what it trains: a resumed
 # job takes these from its own command line, everything else from the checkpoint.
-RUNTIME_OPTIONS = (
-    "store",
-    "device",
-    "precision",
-    "progress",
-    "stop_after_epochs",
-    "resume",
-    "threads",
-    "publish",
-)
+RUNTIME_OPTIONS: tuple[str, ...] = ("store", "device", "precision", "progress", "stop_after_epochs")
+RUNTIME_OPTIONS += ("checkpoint_steps", "stop_after_steps", "resume", "threads", "publish")
 # Options of one run that a sweep sets per row, never from its own flags.
 PER_RUN_OPTIONS = ("store", *(f.name for f in fields(TrainOptions) if f.metadata.get("per_run")))
 

@@ -89,11 +89,14 @@ class TrainingPhase:
         device: torch.device,
         progress: Progress,
         desc: str,
+        batches: list[np.ndarray] | None = None,
     ) -> list[float]:
-        """One pass over this rank's share of ``split``; the batch losses."""
-        batches = dist.shard(
-            train_batches(split.lengths, options.batch_size, np.random.default_rng([options.seed, epoch]))
-        )
+        """One pass over this rank's share of ``split`` (or over ``batches``, this rank's
+        part of a stream); the batch losses."""
+        if batches is None:
+            batches = dist.shard(
+                train_batches(split.lengths, options.batch_size, np.random.default_rng([options.seed, epoch]))
+            )
         if options.dry_run:
             batches = batches[:1]
         self.model.train()

@@ -140,15 +140,19 @@ def vocab_dir(vocab: Vocabulary, max_tokens: int) -> str:
     return f"{kind}-{vocab.fingerprint()}-t{max_tokens}"
 
 
-def encoded_key(raw_key: str, vocab: Vocabulary, max_tokens: int) -> str:
-    return f"{SHARDS_PREFIX}{vocab_dir(vocab, max_tokens)}/{raw_key_hash(raw_key)}.shard"
+def encoded_key(raw_key: str, vocab: Vocabulary, max_tokens: int, directory: str | None = None) -> str:
+    """Where ``raw_key``'s shard encoded with ``vocab`` lives; ``directory`` is
+    :func:`vocab_dir`'s answer when the caller has it (hashing a large vocabulary per shard
+    costs more than the lookups of a retrain)."""
+    return f"{SHARDS_PREFIX}{directory or vocab_dir(vocab, max_tokens)}/{raw_key_hash(raw_key)}.shard"
 
 
 class ShardCache:
     """Where shard files live on local disk so they can be memory-mapped.
 
     A local store's files are read in place. For any other store (S3) a shard is copied
-    once into ``local_dir`` (by default ``~/.cache/tweetdomains/shards/<store hash>``).
+    once into ``local_dir`` (by default ``<temp dir>/tweetdomains-shards/<store hash>``: the
+    trainer's images run with a read-only root and a writable ``/tmp``, not a writable home).
     """
 
     def __init__(self, store: ObjectStore, local_dir: str | Path | None = None) -> None:
@@ -157,7 +161,7 @@ class ShardCache:
             self.root = store.root
         else:
             digest = hashlib.sha1(str(getattr(store, "uri", repr(store))).encode()).hexdigest()[:12]
-            default = Path("~/.cache/tweetdomains/shards").expanduser() / digest
+            default = Path(tempfile.gettempdir()) / "tweetdomains-shards" / digest
             self.root = Path(local_dir) if local_dir is not None else default
 
     def exists(self, key: str) -> bool:

@@ -11,7 +11,8 @@ rank streams its shards' rows through a buffer of at most ``buffer_rows`` row nu
 (plus one shard being added), draws ``batch_size * chunk_batches`` of them at random, sorts
 that chunk by length (``train_batches``' bucketing) and yields its full batches in random
 order. Every rank yields the same number of batches: the fewest full batches any rank's
-shards hold, so DDP's collectives line up.
+shards hold, so DDP's collectives line up. A single process also trains the rows left over
+after its last full batch, as one short last batch (as ``train_batches`` does).
 
 A batch is a row array for ``split.batch(rows)``, as with ``train_batches``. The order is a
 pure function of (seed, epoch, rank, world size, shards), so :class:`StreamPosition`
@@ -21,13 +22,15 @@ without reading a token.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from tweetdomains import codecs
+from tweetdomains.store import ObjectStore
 from tweetdomains_trainer.data import CHUNK_BATCHES
 
 BUFFER_CHUNKS = 4
@@ -139,6 +142,40 @@ class ShardedSplit:
         return torch.from_numpy(padded), torch.from_numpy(lengths), torch.from_numpy(self.targets(rows))
 
 
+class SplitTexts(Sequence[str]):
+    """A split's raw texts in row order, read from its raw batches on first use.
+
+    ``len`` needs no reading; the texts are parsed again from the batches (the shards keep
+    tokens, not texts), which costs a parse of the batches holding the split's rows.
+    """
+
+    def __init__(self, store: ObjectStore, split: ShardedSplit) -> None:
+        self.store, self.split = store, split
+        self._texts: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def _read(self) -> list[str]:
+        if self._texts is None:
+            texts: list[str] = []
+            for part in self.split.parts:
+                if not len(part.rows):
+                    continue
+                data = self.store.get(part.key)
+                # The shard's rows are the batch's labeled records, in order (tokenize_batch).
+                labeled = [r.text for r in codecs.read_jsonl_bytes(data, codecs.ParseStats()) if r.domains]
+                texts.extend(labeled[int(i)] for i in part.rows)
+            self._texts = texts
+        return self._texts
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._read()[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+
 def flat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The concatenation of ``arange(s, e)`` for each pair, without a Python loop."""
     counts = ends - starts
@@ -179,7 +216,11 @@ def assign_parts(split: ShardedSplit, seed: int, epoch: int, world_size: int) ->
 
 def steps_per_epoch(split: ShardedSplit, batch_size: int, seed: int, epoch: int, world_size: int) -> int:
     """The batches every rank trains this epoch; ValueError when some rank would get none."""
+    if not len(split):
+        raise ValueError("the split has no rows to train on")
     owned = assign_parts(split, seed, epoch, world_size)
+    if world_size == 1:
+        return -(-len(split) // batch_size)  # the short last batch too
     steps = min(sum(len(split.parts[i].rows) for i in parts) // batch_size for parts in owned)
     if steps < 1:
         raise ValueError(
@@ -221,7 +262,11 @@ def stream_batches(
             part_rows = split.bases[index] + np.arange(len(split.parts[index].rows))
             buffer = np.concatenate([buffer, part_rows[rng.permutation(len(part_rows))]])
         if len(buffer) < batch_size:
-            break  # cannot happen: steps_per_epoch counted this rank's full batches
+            if exhausted and world_size == 1 and len(buffer) and step < total:
+                if step >= position.step:  # the short last batch, drawn like any chunk
+                    yield buffer[np.argsort(lengths[buffer], kind="stable")]
+                step += 1
+            break
         take = rng.choice(len(buffer), size=min(chunk, len(buffer)), replace=False)
         drawn = buffer[take]
         keep = np.ones(len(buffer), dtype=bool)

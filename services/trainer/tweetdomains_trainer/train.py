@@ -8,6 +8,13 @@ publishes. Every random draw is seeded from ``--seed``; batch order is a functio
 (one :class:`~tweetdomains_trainer.checkpoint.TrainState`), so ``--resume`` continues a
 killed job to the very weights an uninterrupted one reaches.
 
+Store data (no ``--data``) goes through :class:`~tweetdomains_trainer.corpus.ShardedCorpus`:
+each raw batch is tokenized and encoded once into memory-mapped shards (rank 0 prepares
+them, the other ranks wait, then find them), and every rank streams its own disjoint shards
+through :func:`~tweetdomains_trainer.stream.stream_batches`. That stream is a function of
+(seed, epoch, rank), so a checkpoint taken mid-epoch (``--checkpoint-steps``,
+``--stop-after-steps``) records only its position, and ``--resume`` continues from it.
+
 The parts live beside this module: options (:mod:`.options`), steps and device
 (:mod:`.steps`), one phase's model and optimizer (:mod:`.phase`), ``torchrun``
 (:mod:`.distributed`), checkpoints (:mod:`.checkpoint`), scoring and publishing
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,7 +38,6 @@ from tweetdomains_trainer.checkpoint import (
     TrainState,
     checkpoint_key,
     load_checkpoint,
-    save_checkpoint,
     set_rng_state,
 )
 from tweetdomains_trainer.data import EncodedDataset, concat_splits, encode_dataset, read_dataset
@@ -42,7 +48,17 @@ from tweetdomains_trainer.options import RUNTIME_OPTIONS, TrainOptions
 from tweetdomains_trainer.phase import TrainingPhase
 from tweetdomains_trainer.progress import Progress
 from tweetdomains_trainer.publish import RunContext, TrainResult, finish
+from tweetdomains_trainer.sharded import (
+    epoch_stream,
+    is_sharded,
+    load_corpus,
+    prepare_corpus,
+    save_state,
+    stream_epoch,
+)
+from tweetdomains_trainer.shards import SHARDS_PREFIX
 from tweetdomains_trainer.steps import predict_split, resolve_device, seed_everything
+from tweetdomains_trainer.stream import ShardedSplit
 
 
 def train(
@@ -64,18 +80,6 @@ def train(
         assert options.run_id
         resumed = load_checkpoint(store, options.run_id)
         options = _resumed_options(options, resumed)
-        # The entry the checkpoint names is its data by definition (even under an older key
-        # format); only a re-encoded dataset has to prove it is the same.
-        encoded = _cached_dataset(store, resumed.cache_key)
-        if (
-            encoded is None
-            and (encoded := prepare_data(options, store, progress)).cache_key != resumed.cache_key
-        ):
-            raise ValueError(
-                f"the data of run {options.run_id!r} changed since its checkpoint; cannot resume exactly"
-            )
-        assert encoded is not None
-        encoded.lineage = encoded.lineage or resumed.lineage
     elif options.run_id and not options.dry_run:
         if Registry(store).is_published(options.run_id):
             raise ValueError(f"run {options.run_id!r} is already published: choose another --run-id")
@@ -86,12 +90,16 @@ def train(
     run_id = options.run_id or new_run_id(options.model)
     if dist.world_size > 1 and options.freeze_epochs:
         raise ValueError("--freeze-epochs is not supported under torchrun (DDP fixes the trained parameters)")
+    if (options.checkpoint_steps or options.stop_after_steps) and not is_sharded(options):
+        raise ValueError("--checkpoint-steps and --stop-after-steps need the store's data (no --data)")
     device = resolve_device(options.device, dist.local_rank)
     dist.start(device)
     seed_everything(options.seed)
+    if resumed is not None:
+        encoded = _resumed_data(options, store, progress, resumed, dist)
     encoder = _pretrained_encoder(options, store) if resumed is None and options.init_from else None
     if encoded is None:
-        encoded = prepare_data(options, store, progress, encoder.vocab if encoder else None)
+        encoded = prepare_data(options, store, progress, encoder.vocab if encoder else None, dist)
     elif encoder is not None and encoded.vocab != encoder.vocab:
         raise ValueError(f"--init-from {options.init_from}: the data was encoded with another vocabulary")
     train_split, val_split = encoded.train, encoded.validation
@@ -104,7 +112,8 @@ def train(
     state.best = {k: v.detach().clone() for k, v in base_model.state_dict().items()}
     if resumed is not None:
         state = _restore(phase, resumed, state, device)
-        say(f"resuming run {run_id} after epoch {state.epoch}")
+        at = f", step {state.step} of epoch {state.epoch + 1}" if state.step else ""
+        say(f"resuming run {run_id} after epoch {state.epoch}{at}")
 
     say(
         f"run {run_id}: {options.model} on {device} (world {dist.world_size}), "
@@ -112,13 +121,26 @@ def train(
         f"{len(encoded.labels)} labels"
     )
     completed = True
+    steps_left = options.stop_after_steps
     for epoch in range(state.epoch, options.epochs):
         if state.bad_epochs >= options.patience:
             break
+        if steps_left == 0:
+            completed = False
+            break
         started = time.perf_counter()
-        losses = phase.run_epoch(
-            options, train_split, epoch, dist, device, progress, f"epoch {epoch + 1}/{options.epochs}"
-        )
+        desc = f"epoch {epoch + 1}/{options.epochs}"
+        if isinstance(train_split, ShardedSplit):
+            losses, trained, finished = stream_epoch(
+                phase, options, train_split, epoch, dist, device, progress, desc, state, store, steps_left
+            )
+            steps_left = None if steps_left is None else steps_left - trained
+            if not finished:  # --stop-after-steps ran out mid-epoch; the checkpoint holds the position
+                completed = False
+                break
+            state.step, state.epoch_losses = 0, []
+        else:
+            losses = phase.run_epoch(options, train_split, epoch, dist, device, progress, desc)
         with average.swapped_in(base_model) if average is not None else nullcontext():
             val_loss, val_probs, val_targets = predict_split(
                 base_model,
@@ -145,14 +167,15 @@ def train(
         if options.dry_run:
             break
         if dist.is_main:
-            _save(store, state, phase)
+            save_state(store, state, phase)
         if options.stop_after_epochs is not None and epoch + 1 >= options.stop_after_epochs:
             completed = epoch + 1 >= options.epochs
             break
 
     history = state.history
     if not completed:
-        say(f"stopped after epoch {history[-1]['epoch']}; continue with --resume --run-id {run_id}")
+        where = f"step {state.step} of epoch {state.epoch + 1}" if state.step else f"epoch {state.epoch}"
+        say(f"stopped after {where}; continue with --resume --run-id {run_id}")
         return TrainResult(
             run_id, {"history": history}, base_model, encoded, np.zeros(0), history=history, completed=False
         )
@@ -172,7 +195,9 @@ def train(
     for epoch in range(state.best_epoch):
         epoch_started = time.perf_counter()
         desc = f"refit epoch {epoch + 1}/{state.best_epoch}"
-        losses = refit.run_epoch(options, both, epoch, dist, device, progress, desc)
+        losses = refit.run_epoch(
+            options, both, epoch, dist, device, progress, desc, epoch_stream(options, both, epoch, dist)
+        )
         say(f"{desc}: train loss {np.mean(losses):.4f} ({time.perf_counter() - epoch_started:.1f} s)")
     refit.adopt_average()
     seconds = time.perf_counter() - started
@@ -189,9 +214,23 @@ def train(
 
 
 def prepare_data(
+    options: TrainOptions,
+    store: ObjectStore,
+    progress: Progress,
+    vocab: Vocabulary | None = None,
+    dist: Distributed | None = None,
+) -> EncodedDataset:
+    """Read, split and encode the options' data (cached in the store), with its lineage:
+    the store's raw batches as a :class:`ShardedCorpus`, ``--data`` files as records."""
+    if is_sharded(options):
+        return cast(EncodedDataset, prepare_corpus(options, store, progress, vocab, dist))
+    return prepare_records(options, store, progress, vocab)
+
+
+def prepare_records(
     options: TrainOptions, store: ObjectStore, progress: Progress, vocab: Vocabulary | None = None
 ) -> EncodedDataset:
-    """Read, split and encode the options' data (cached in the store), with its lineage."""
+    """``--data`` files (or a checkpoint's store data from before shards) read as records."""
     dataset, source = read_dataset(
         store, options.data, options.test_percent, options.validation_percent, options.label_field
     )
@@ -210,6 +249,24 @@ def prepare_data(
     )
     encoded.lineage = data_lineage(source, dataset, encoded)
     encoded.validation_texts = [r.text for r in dataset.validation]
+    return encoded
+
+
+def _resumed_data(
+    options: TrainOptions, store: ObjectStore, progress: Progress, resumed: TrainState, dist: Distributed
+) -> EncodedDataset:
+    """The data the checkpoint names; ValueError when it no longer reads the same."""
+    changed = f"the data of run {options.run_id!r} changed since its checkpoint; cannot resume exactly"
+    if resumed.cache_key.startswith(SHARDS_PREFIX):
+        return cast(EncodedDataset, load_corpus(store, progress, resumed, dist, changed))
+    # The entry the checkpoint names is its data by definition (even under an older key
+    # format); only a re-encoded dataset has to prove it is the same.
+    encoded = _cached_dataset(store, resumed.cache_key)
+    if encoded is None:
+        encoded = prepare_records(options, store, progress)
+        if encoded.cache_key != resumed.cache_key:
+            raise ValueError(changed)
+    encoded.lineage = encoded.lineage or resumed.lineage
     return encoded
 
 
@@ -236,14 +293,6 @@ def _restore(
     resumed.best = {k: v.to(device) for k, v in resumed.best.items()}
     resumed.options, resumed.lineage = state.options, state.lineage or resumed.lineage
     return resumed
-
-
-def _save(store: ObjectStore, state: TrainState, phase: TrainingPhase) -> None:
-    state.model = phase.base_model.state_dict()
-    state.average = phase.average.state if phase.average is not None else None
-    state.optimizer = phase.optimizer.state_dict()
-    state.scheduler = phase.scheduler.state_dict()
-    save_checkpoint(store, state)
 
 
 def _history_row(
