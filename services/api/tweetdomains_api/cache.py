@@ -9,7 +9,8 @@ Redis is an optimization, never a dependency: an error or timeout counts as a mi
 ``failures_to_open`` failures in a row the circuit opens for ``retry_s`` seconds (so a dead
 Redis adds no latency to every request), and the next call after that tries again. One slow
 round trip in a load spike (the event loop late to read the answer) does not turn the cache
-off.
+off. :meth:`RedisCache.probe` PINGs when no round trip happened lately: at start and from
+``/readyz``, so readiness tells the cache's state before the first request and while idle.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Protocol
 from tweetdomains.text import normalize
 
 log = logging.getLogger(__name__)
+
+PROBE_AFTER_S = 1.0  # /readyz PINGs Redis when no round trip happened for this long
 
 
 def cache_key(run_id: str, text: str, precision: str = "float32") -> str:
@@ -45,6 +48,8 @@ class Cache(Protocol):
     async def set_many(self, items: dict[str, bytes]) -> None: ...
 
     def status(self) -> str: ...
+
+    async def probe(self) -> str: ...
 
     async def close(self) -> None: ...
 
@@ -78,6 +83,9 @@ class LRUCache:
             self._data.popitem(last=False)
 
     def status(self) -> str:
+        return "ok"
+
+    async def probe(self) -> str:
         return "ok"
 
     async def close(self) -> None:
@@ -114,6 +122,7 @@ class RedisCache:
         self._failures = 0  # in a row
         self._open_until = 0.0
         self._healthy = True  # how the last round trip went
+        self._last_round_trip = float("-inf")  # monotonic time it ended
         self.errors = 0
         self._pending_gets: list[tuple[list[str], asyncio.Future[list[bytes | None]]]] = []
         self._pending_sets: dict[str, bytes] = {}
@@ -124,6 +133,7 @@ class RedisCache:
         return time.monotonic() >= self._open_until
 
     def _failed(self, exc: Exception) -> None:
+        self._last_round_trip = time.monotonic()
         self.errors += 1
         self._failures += 1
         self._healthy = False
@@ -134,6 +144,7 @@ class RedisCache:
         self._open_until = time.monotonic() + self.retry_s
 
     def _succeeded(self) -> None:
+        self._last_round_trip = time.monotonic()
         self._failures = 0
         self._healthy = True
 
@@ -194,6 +205,17 @@ class RedisCache:
     def status(self) -> str:
         """``degraded`` from a failed round trip until one succeeds again."""
         return "ok" if self._healthy and self._available() else "degraded"
+
+    async def probe(self) -> str:
+        """:meth:`status`, after a PING when no round trip happened for ``PROBE_AFTER_S`` (and
+        the circuit is closed): a Redis that is down, or back, is seen without traffic."""
+        if self._available() and time.monotonic() - self._last_round_trip >= PROBE_AFTER_S:
+            try:
+                await self.client.ping()
+                self._succeeded()
+            except Exception as exc:  # redis errors, timeouts, refused connections
+                self._failed(exc)
+        return self.status()
 
     async def close(self) -> None:
         """Finish the pending writes (briefly), then close the connections."""

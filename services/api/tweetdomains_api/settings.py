@@ -29,12 +29,15 @@ class Settings(CommonSettings):
     max_batch_size: int = Field(default=128, ge=1, le=4096)
     # How long a batch may wait for requests already on their way (a lone one never waits).
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    # Admission control: texts queued at most (past it: 503 + Retry-After); 0 sizes it from the
-    # served model's measured throughput, as queue_target_s seconds of work.
+    # Admission control, by expected wait: a request is refused (503 + Retry-After) when the
+    # texts queued ahead of it would take over queue_target_s to compute, judged from recent
+    # passes. max_queued_texts > 0 pins the bound in texts instead.
     max_queued_texts: int = Field(default=0, ge=0)
     queue_target_s: float = Field(default=0.5, gt=0, le=60)
     # Classify requests served at once; past it 503 + Retry-After before the body is parsed.
     max_in_flight: int = Field(default=128, ge=1)
+    # The event loop (or a request waiting for it) this late: 503 + Retry-After before parsing.
+    max_loop_lag_ms: float = Field(default=100.0, gt=0, le=60_000)
     # A request still queued after this long is answered 503 + Retry-After, never computed.
     request_deadline_s: float = Field(default=5.0, gt=0, le=600)
     torch_threads: int = Field(default=0, ge=0)  # 0: the CPUs available, less one (at least 1)
