@@ -196,7 +196,7 @@ class AdmissionMiddleware:
         app: ASGIApp,
         max_in_flight: int,
         metrics: ApiMetrics,
-        max_lag_s: float = 0.1,
+        max_lag_s: float = 0.5,
         lag: LoopLag | None = None,
     ) -> None:
         self.app = app
@@ -325,7 +325,8 @@ class BodyLimitMiddleware:
             if body_done:  # after the body: waiting for the disconnect, however long
                 return await receive()
             try:
-                msg = await asyncio.wait_for(receive(), self.read_timeout_s)
+                async with asyncio.timeout(self.read_timeout_s):  # no task per read, as wait_for has
+                    msg = await receive()
             except TimeoutError:
                 raise BodyTimeout(self.read_timeout_s) from None
             if msg["type"] == "http.request":

@@ -37,7 +37,7 @@ class Settings(CommonSettings):
     # Classify requests served at once; past it 503 + Retry-After before the body is parsed.
     max_in_flight: int = Field(default=128, ge=1)
     # The event loop (or a request waiting for it) this late: 503 + Retry-After before parsing.
-    max_loop_lag_ms: float = Field(default=100.0, gt=0, le=60_000)
+    max_loop_lag_ms: float = Field(default=500.0, gt=0, le=60_000)
     # A request still queued after this long is answered 503 + Retry-After, never computed.
     request_deadline_s: float = Field(default=5.0, gt=0, le=600)
     torch_threads: int = Field(default=0, ge=0)  # 0: the CPUs available, less one (at least 1)
@@ -47,6 +47,7 @@ class Settings(CommonSettings):
 
     reload_interval_s: float = Field(default=5.0, gt=0)
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    # In-process answers: the whole cache without Redis; with it, up to 4096 of them in front.
     cache_max_entries: int = Field(default=100_000, ge=0)
     # 0.1 s tripped under load (the loop late to read a fast answer); the breaker opens after
     # 3 failures in a row, so a dead Redis still costs little.
