@@ -238,10 +238,23 @@ class AdmissionMiddleware:
             await send_json(send, 503, refusal, headers)
             return
         self.in_flight += 1
+        answered = False
+
+        async def answering_send(message: Message) -> None:
+            # Counted out before the last byte leaves: a client's next request on its
+            # connection never finds its previous one still counted.
+            nonlocal answered
+            last = message["type"] == "http.response.body" and not message.get("more_body", False)
+            if last and not answered:
+                answered = True
+                self.in_flight -= 1
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, answering_send)
         finally:
-            self.in_flight -= 1
+            if not answered:
+                self.in_flight -= 1
 
 
 class BodyTooLarge(HTTPException):
