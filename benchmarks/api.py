@@ -22,12 +22,15 @@ own ``redis-server`` when one is installed (else its in-process cache). Last lin
     p99_naive_ms=N overload_p99_ms=N shed_share=N lone_p50_ms=N raw_single_ms=N floor_p50_ms=N
 
     python benchmarks/api.py [--seconds 8] [--clients 64] [--dry-run]
+    python benchmarks/api.py --phase overload [--overload-rate N]   # one phase, its own last line
+    python benchmarks/api.py --phase hit
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -262,30 +266,62 @@ async def _request(
 async def _offer(port: int, rate: float, seconds: float, texts: list[str]) -> None:
     """Open loop: requests start at ``rate`` a second whatever the answers, on as many
     keep-alive connections as are busy; prints offered/admitted/shed/failed and admitted p99."""
-    free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    # (reader, writer, when it was last used): a connection idle for over 4 s is closed here,
+    # before the server's 5 s keep-alive timeout could close it under a request (a client race,
+    # not the server's failure).
+    free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
     admitted: list[float] = []
+    shed: list[float] = []
+    on_fresh: list[float] = []  # every answer's latency, by whether its connection was new
+    on_reused: list[float] = []
+    failures: dict[str, int] = {}
     counts = {"offered": 0, "admitted": 0, "shed": 0, "shed_without_retry_after": 0, "failed": 0}
+
+    def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        while free:
+            reader, writer, used_at = free.pop()
+            if time.perf_counter() - used_at < 4.0:
+                return reader, writer
+            writer.close()
+        return None
 
     async def one(i: int) -> None:
         conn = None
         try:
-            conn = free.pop() if free else await asyncio.open_connection("127.0.0.1", port)
+            conn = connection()
+            fresh = conn is None
+            if conn is None:
+                conn = await asyncio.open_connection("127.0.0.1", port)
             t0 = time.perf_counter()
             status, retry_after = await _request(conn, port, f"{texts[i % len(texts)]} o{i}")
+            (on_fresh if fresh else on_reused).append(time.perf_counter() - t0)
             if status == 200:
                 counts["admitted"] += 1
                 admitted.append(time.perf_counter() - t0)
             elif status == 503:
                 counts["shed"] += 1
+                shed.append(time.perf_counter() - t0)
                 counts["shed_without_retry_after"] += not retry_after
             else:
                 counts["failed"] += 1
-            free.append(conn)
-        except (OSError, asyncio.IncompleteReadError):
+                failures[str(status)] = failures.get(str(status), 0) + 1
+            free.append((*conn, time.perf_counter()))
+        except (OSError, asyncio.IncompleteReadError) as exc:
             counts["failed"] += 1
+            failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
             if conn is not None:
                 conn[1].close()
 
+    lag = {"max_s": 0.0}
+
+    async def watch_own_lag() -> None:
+        # This client's own lateness: a client that falls behind inflates every latency it sees.
+        while True:
+            due = time.perf_counter() + 0.02
+            await asyncio.sleep(0.02)
+            lag["max_s"] = max(lag["max_s"], time.perf_counter() - due)
+
+    watcher = asyncio.create_task(watch_own_lag())
     tasks = []
     started = time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds:
@@ -295,12 +331,22 @@ async def _offer(port: int, rate: float, seconds: float, texts: list[str]) -> No
         tasks.append(asyncio.create_task(one(counts["offered"])))
         counts["offered"] += 1
     await asyncio.gather(*tasks)
-    for _, writer in free:
+    watcher.cancel()
+    for _, writer, _ in free:
         writer.close()
-    admitted.sort()
-    n = len(admitted)
-    p99 = 1000 * admitted[min(n - 1, int(0.99 * n))] if n else 0.0
-    print(json.dumps({**counts, "seconds": seconds, "admitted_p99_ms": p99}))
+    summary = {**counts, "failures": failures, "seconds": seconds, "connections": len(free)}
+    summary["client_lag_max_ms"] = 1000 * lag["max_s"]
+    for name, latencies in (
+        ("admitted", admitted),
+        ("shed", shed),
+        ("fresh", on_fresh),
+        ("reused", on_reused),
+    ):
+        latencies.sort()
+        n = len(latencies)
+        summary[f"{name}_p50_ms"] = 1000 * latencies[n // 2] if n else 0.0
+        summary[f"{name}_p99_ms"] = 1000 * latencies[min(n - 1, int(0.99 * n))] if n else 0.0
+    print(json.dumps(summary))
 
 
 def run_offer(port: int, rate: float, seconds: float, texts_path: str) -> dict[str, Any]:
@@ -413,6 +459,15 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="the API uses its in-process cache")
     parser.add_argument("--overload-seconds", type=float, default=20.0, help="the overload phase")
     parser.add_argument(
+        "--overload-rate", type=float, help="requests a second offered in overload (default: 2x measured)"
+    )
+    parser.add_argument(
+        "--phase",
+        choices=["all", "overload", "hit"],
+        default="all",
+        help="run one phase alone: overload (capacity, then 2x it), or hit (cache hits and the floor)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="every phase for a moment, 4 clients: checks it runs"
     )
     parser.add_argument("--offer", type=float, help=argparse.SUPPRESS)
@@ -444,82 +499,42 @@ def main() -> int:
         return 0
 
     env = {**os.environ, "TWEETDOMAINS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    if args.phase != "all":
+        return run_phase(args, env)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        store = str(Path(tmp) / "store")
-        run_id = publish_benchmark_model(store)
-        print(f"model {run_id}: lstm emb 200 hidden 100 x2, {LABELS} labels, vocab {VOCAB}", flush=True)
-        unique_path, repeat_path = Path(tmp) / "unique.json", Path(tmp) / "repeat.json"
-        unique_path.write_text(json.dumps(_texts(2000, seed=3)))
-        repeat_path.write_text(json.dumps(_texts(256, seed=5)))
-
+        store, unique_path, repeat_path = _prepare(Path(tmp))
         results["raw"] = measure_raw(store, args.seconds, args.raw_batch)
         results["raw_single"] = measure_raw(store, min(args.seconds, 3.0), 1)
         print(f"raw   (in-process, batch {args.raw_batch}): {results['raw']['rps']:.0f} texts/s", flush=True)
-
-        redis_proc = None
-        api_command = [sys.executable, "-m", "tweetdomains", "serve", "--store", store]
-        redis_server = shutil.which("redis-server")
-        if redis_server and not args.no_redis:
-            redis_port = _free_port()
-            redis_proc = subprocess.Popen(
-                [
-                    redis_server,
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=subprocess.DEVNULL,
+        with _api_server(store, env, args.no_redis) as port:
+            load = (port, args.clients, args.seconds, args.warmup)
+            before = _api_counters(port)
+            results["api"] = run_load(*load, str(unique_path), unique=True)
+            middle = _api_counters(port)
+            results["hit"] = run_load(*load, str(repeat_path), unique=False)
+            after = _api_counters(port)
+            results["lone"] = run_load(port, 1, args.seconds, args.warmup, str(unique_path), unique=True)
+            rate = args.overload_rate or 2 * results["api"]["rps"]
+            overload = _overload(port, rate, args.overload_seconds, unique_path)
+            passes = middle["tweetdomains_batch_size_count"] - before["tweetdomains_batch_size_count"]
+            texts = middle["tweetdomains_batch_size_sum"] - before["tweetdomains_batch_size_sum"]
+            api_notes = (
+                f"api: {texts / max(passes, 1):.1f} texts per forward pass on average; "
+                f"cache errors {after.get('error', 0):.0f}"
             )
-            api_command += ["--redis-url", f"redis://127.0.0.1:{redis_port}/0"]
-        try:
-            port = _free_port()
-            api = _start([*api_command, "--port", str(port)], env, port, "/readyz")
-            try:
-                load = (port, args.clients, args.seconds, args.warmup)
-                before = _api_counters(port)
-                results["api"] = run_load(*load, str(unique_path), unique=True)
-                middle = _api_counters(port)
-                results["hit"] = run_load(*load, str(repeat_path), unique=False)
-                after = _api_counters(port)
-                results["lone"] = run_load(port, 1, args.seconds, args.warmup, str(unique_path), unique=True)
-                rss_before = _rss(port)
-                rate = 2 * results["api"]["rps"]
-                overload = run_offer(port, rate, args.overload_seconds, str(unique_path))
-                rss_after = _rss(port)
-                passes = middle["tweetdomains_batch_size_count"] - before["tweetdomains_batch_size_count"]
-                texts = middle["tweetdomains_batch_size_sum"] - before["tweetdomains_batch_size_sum"]
-                api_notes = (
-                    f"api: {texts / max(passes, 1):.1f} texts per forward pass on average; "
-                    f"cache errors {after.get('error', 0):.0f}"
-                )
-            finally:
-                _stop(api)
-        finally:
-            if redis_proc is not None:
-                _stop(redis_proc)
         for kind in ("floor", "naive"):
-            port = _free_port()
-            command = [sys.executable, __file__, "--serve", kind, "--store", store, "--port", str(port)]
-            server = _start(command, env, port, "/openapi.json")
-            try:
-                texts = unique_path if kind == "naive" else repeat_path
+            texts_path = unique_path if kind == "naive" else repeat_path
+            with _comparison_server(kind, store, env) as port:
                 results[kind] = run_load(
-                    port, args.clients, args.seconds, args.warmup, str(texts), kind == "naive"
+                    port, args.clients, args.seconds, args.warmup, str(texts_path), kind == "naive"
                 )
                 if kind == "floor":
                     results["floor_lone"] = run_load(
-                        port, 1, args.seconds, args.warmup, str(texts), unique=False
+                        port, 1, args.seconds, args.warmup, str(texts_path), unique=False
                     )
-            finally:
-                _stop(server)
 
-    cache = "redis" if redis_server and not args.no_redis else "in-process LRU"
+    cache = "redis" if shutil.which("redis-server") and not args.no_redis else "in-process LRU"
     print(
         f"\n{args.clients} concurrent clients, {args.seconds:g} s each "
         f"({os.cpu_count()} CPUs, shared with other work; cache: {cache})"
@@ -530,12 +545,7 @@ def main() -> int:
         r = results[name]
         hits = f"{100 * r['hit_rate']:.0f}%" if "hit_rate" in r else "-"
         print(f"{name:6} {r['rps']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {hits:>6}")
-    print(
-        f"overload: {overload['offered']} offered at {rate:.0f}/s for {args.overload_seconds:g} s "
-        f"(2x capacity): {overload['admitted']} admitted (p99 {overload['admitted_p99_ms']:.0f} ms), "
-        f"{overload['shed']} shed with 503 ({overload['shed_without_retry_after']} without Retry-After), "
-        f"{overload['failed']} other failures; RSS {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB"
-    )
+    print(_overload_line(overload, rate, args.overload_seconds))
     lone, single, floor_lone = results["lone"], results["raw_single"], results["floor_lone"]
     print(
         f"lone client: p50 {lone['p50_ms']:.2f} ms; raw single call {single['p50_ms']:.2f} ms + "
@@ -560,6 +570,111 @@ def main() -> int:
         + f" overload_p99_ms={overload['admitted_p99_ms']:.0f} shed_share={shed_share:.2f}"
         + f" lone_p50_ms={lone['p50_ms']:.2f} raw_single_ms={single['p50_ms']:.2f}"
         + f" floor_p50_ms={floor_lone['p50_ms']:.2f}"
+    )
+    return 0
+
+
+def _prepare(tmp: Path) -> tuple[str, Path, Path]:
+    """The benchmark model's store and the unique and repeated text files."""
+    store = str(tmp / "store")
+    run_id = publish_benchmark_model(store)
+    print(f"model {run_id}: lstm emb 200 hidden 100 x2, {LABELS} labels, vocab {VOCAB}", flush=True)
+    unique_path, repeat_path = tmp / "unique.json", tmp / "repeat.json"
+    unique_path.write_text(json.dumps(_texts(2000, seed=3)))
+    repeat_path.write_text(json.dumps(_texts(256, seed=5)))
+    return store, unique_path, repeat_path
+
+
+@contextlib.contextmanager
+def _api_server(store: str, env: dict[str, str], no_redis: bool) -> Iterator[int]:
+    """``tweetdomains serve`` on a free port (with its own redis-server when one is installed)."""
+    api_command = [sys.executable, "-m", "tweetdomains", "serve", "--store", store]
+    redis_server = shutil.which("redis-server")
+    redis_proc = None
+    if redis_server and not no_redis:
+        redis_port = _free_port()
+        no_persistence = ["--save", "", "--appendonly", "no"]
+        redis_proc = subprocess.Popen(
+            [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", *no_persistence],
+            stdout=subprocess.DEVNULL,
+        )
+        api_command += ["--redis-url", f"redis://127.0.0.1:{redis_port}/0"]
+    try:
+        port = _free_port()
+        api = _start([*api_command, "--port", str(port)], env, port, "/readyz")
+        try:
+            yield port
+        finally:
+            _stop(api)
+    finally:
+        if redis_proc is not None:
+            _stop(redis_proc)
+
+
+@contextlib.contextmanager
+def _comparison_server(kind: str, store: str, env: dict[str, str]) -> Iterator[int]:
+    port = _free_port()
+    command = [sys.executable, __file__, "--serve", kind, "--store", store, "--port", str(port)]
+    server = _start(command, env, port, "/openapi.json")
+    try:
+        yield port
+    finally:
+        _stop(server)
+
+
+def _overload(port: int, rate: float, seconds: float, texts_path: Path) -> dict[str, Any]:
+    rss_before = _rss(port)
+    overload = run_offer(port, rate, seconds, str(texts_path))
+    return {**overload, "rss_before": rss_before, "rss_after": _rss(port)}
+
+
+def _overload_line(overload: dict[str, Any], rate: float, seconds: float) -> str:
+    return (
+        f"overload: {overload['offered']} offered at {rate:.0f}/s for {seconds:g} s: "
+        f"{overload['admitted']} admitted (p50 {overload['admitted_p50_ms']:.0f} ms, "
+        f"p99 {overload['admitted_p99_ms']:.0f} ms), {overload['shed']} shed with 503 "
+        f"(p99 {overload['shed_p99_ms']:.0f} ms, {overload['shed_without_retry_after']} without "
+        f"Retry-After), {overload['failed']} other failures {overload['failures'] or ''}, "
+        f"{overload['connections']} connections; "
+        f"RSS {overload['rss_before'] / 2**20:.0f} -> {overload['rss_after'] / 2**20:.0f} MiB"
+    )
+
+
+def run_phase(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """One phase alone, for before/after comparisons: ``overload`` (capacity measured first unless
+    ``--overload-rate``) or ``hit`` (cache hits beside the HTTP floor)."""
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        store, unique_path, repeat_path = _prepare(Path(tmp))
+        if args.phase == "overload":
+            with _api_server(store, env, args.no_redis) as port:
+                rate = args.overload_rate
+                if not rate:
+                    api = run_load(port, args.clients, args.seconds, args.warmup, str(unique_path), True)
+                    rate = 2 * api["rps"]
+                    print(f"api: {api['rps']:.0f} req/s (unique texts); offering {rate:.0f}/s", flush=True)
+                overload = _overload(port, rate, args.overload_seconds, unique_path)
+            print(_overload_line(overload, rate, args.overload_seconds))
+            print(
+                f"overload_rate={rate:.0f} overload_p50_ms={overload['admitted_p50_ms']:.0f} "
+                f"overload_p99_ms={overload['admitted_p99_ms']:.0f} "
+                f"shed_share={overload['shed'] / max(overload['offered'], 1):.2f} "
+                f"shed_p99_ms={overload['shed_p99_ms']:.0f} failed={overload['failed']} "
+                f"rss_mib={overload['rss_before'] / 2**20:.0f}->{overload['rss_after'] / 2**20:.0f}"
+            )
+            return 0
+        load = (args.clients, args.seconds, args.warmup, str(repeat_path))
+        with _api_server(store, env, args.no_redis) as port:
+            import httpx
+
+            for text in json.loads(repeat_path.read_text()):  # every repeated text cached once
+                httpx.post(f"http://127.0.0.1:{port}/classify", json={"text": text}, timeout=30)
+            hit = run_load(port, *load, unique=False)
+        with _comparison_server("floor", store, env) as port:
+            floor = run_load(port, *load, unique=False)
+    print(
+        f"hit={hit['rps']:.0f} floor={floor['rps']:.0f} hit_vs_floor={hit['rps'] / floor['rps']:.2f} "
+        f"hit_p99_ms={hit['p99_ms']:.1f} floor_p99_ms={floor['p99_ms']:.1f} hit_rate={hit['hit_rate']:.2f} "
+        f"hit_errors={hit['errors']}"
     )
     return 0
 

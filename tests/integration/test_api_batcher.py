@@ -13,7 +13,7 @@ from tests.integration.api_helpers import LABELS, WORDS
 from tweetdomains.model import ModelConfig, build_model
 from tweetdomains.predict import Classifier
 from tweetdomains.vocab import Vocabulary
-from tweetdomains_api.batcher import MicroBatcher
+from tweetdomains_api.batcher import MicroBatcher, Overloaded
 from tweetdomains_api.metrics import ApiMetrics
 
 TEXTS = [
@@ -145,3 +145,38 @@ def test_a_failing_model_fails_its_requests_only() -> None:
     for probs in (fine, after):
         assert isinstance(probs, np.ndarray)
         np.testing.assert_allclose(probs[0], alone(good, "goal"), atol=1e-6)
+
+
+def test_the_queue_admits_the_texts_its_budget_of_time_computes() -> None:
+    model = classifier()
+    metrics = ApiMetrics()
+    encoded = model.encode(["taylor swift album"])
+
+    async def scenario() -> tuple[int, int, int]:
+        # Not started: nothing drains the queue. 100 texts/s measured at load, half a second
+        # of budget: 50 texts are admitted, the 51st is refused.
+        batcher = MicroBatcher(
+            max_batch_size=8,
+            max_wait_s=0.0,
+            metrics=metrics,
+            queue_budget_s=0.5,
+            measured_texts_per_s=lambda: 100.0,
+        )
+        admitted = 0
+        try:
+            while True:
+                batcher.enqueue(model, encoded)
+                admitted += 1
+        except Overloaded:
+            pass
+        # Full passes that took 0.1 s a text: the budget now holds 5 texts.
+        batcher._observe_pass(model, 8, 0.8)
+        slower = batcher.max_queued_texts
+        pinned = MicroBatcher(8, 0.0, metrics, max_queued_texts=7, measured_texts_per_s=lambda: 100.0)
+        return admitted, slower, pinned.max_queued_texts
+
+    admitted, slower, pinned = asyncio.run(scenario())
+    assert admitted == 50
+    assert slower == 5, "the bound follows the measured pass time"
+    assert pinned == 7, "max_queued_texts pins the bound in texts"
+    assert metrics.registry.get_sample_value("tweetdomains_shed_total", {"reason": "overload"}) == 1

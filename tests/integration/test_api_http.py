@@ -215,6 +215,51 @@ def test_an_unknown_precision_is_a_usage_error(store_uri: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_readyz_sees_an_unreachable_redis_before_any_request_and_its_return_without_one(
+    store_uri: str, tmp_path: Path
+) -> None:
+    redis = RedisServer(tmp_path)  # not started yet: nothing listens on its port
+    publish_model(store_uri, seed=1)
+    api = ApiProcess(store_uri, env={"TWEETDOMAINS_REDIS_URL": redis.url}).start(tmp_path)
+    try:
+        ready = httpx.get(api.base + "/readyz")
+        assert ready.status_code == 200, "a missing cache is no reason to take the replica out"
+        assert ready.json()["cache"] == {"backend": "redis", "status": "degraded"}
+        redis.start()
+        deadline = time.monotonic() + 30
+        while httpx.get(api.base + "/readyz").json()["cache"]["status"] != "ok":
+            assert time.monotonic() < deadline, "readyz never saw redis come up"
+            time.sleep(0.2)
+        text = "taylor swift announced a new album"
+        assert httpx.post(api.base + "/classify", json={"text": text}).status_code == 200
+    finally:
+        api.stop()
+        redis.stop()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_a_repeated_text_is_answered_from_process_memory_even_while_redis_is_down(
+    store_uri: str, tmp_path: Path
+) -> None:
+    redis = RedisServer(tmp_path)
+    redis.start()
+    publish_model(store_uri, seed=1)
+    api = ApiProcess(store_uri, env={"TWEETDOMAINS_REDIS_URL": redis.url}).start(tmp_path)
+    try:
+        text = "arsenal won the match with a late goal"
+        first = httpx.post(api.base + "/classify", json={"text": text}).json()
+        assert first["cached"] is False
+        redis.kill()
+        again = httpx.post(api.base + "/classify", json={"text": text}).json()
+        assert again["cached"] is True and again["domains"] == first["domains"]
+        other = httpx.post(api.base + "/classify", json={"text": "a text never seen before"})
+        assert other.status_code == 200 and other.json()["cached"] is False
+    finally:
+        api.stop()
+        redis.stop()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_redis_down_serves_uncached_then_recovers(store_uri: str, tmp_path: Path) -> None:
     redis = RedisServer(tmp_path)
     redis.start()

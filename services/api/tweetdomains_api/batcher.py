@@ -6,10 +6,13 @@ While a pass runs the next requests accumulate: under load batches fill by thems
 A batch waits for company (at most ``max_wait_s``) only while other requests are on their way
 to the queue (admitted by the routes, still looking up the cache); a lone request runs at once.
 
-The queue is bounded (``max_queued_texts``): past it a request is refused with
-:class:`Overloaded` (503 + ``Retry-After``) instead of waiting ever longer. A request whose
-deadline passes, or whose client hangs up, while it is still queued is removed before any
-pass runs for it; one already in a pass finishes there.
+Admission is by expected wait: a request is refused with :class:`Overloaded` (503 +
+``Retry-After``) when the texts queued ahead of it would take longer than ``queue_budget_s``
+to compute, judged from the seconds a text took in recent full passes (an EWMA; before any,
+the throughput measured when the model loaded). So the bound follows the host: a busy host
+or a bigger model admits fewer texts, never a longer wait. ``max_queued_texts`` pins a bound
+in texts instead. A request whose deadline passes, or whose client hangs up, while it is
+still queued is removed before any pass runs for it; one already in a pass finishes there.
 
 Every request carries the model snapshot it started with, so a hot swap never changes the
 model under a request: a batch that mixes snapshots runs one pass per snapshot.
@@ -65,19 +68,29 @@ class Ticket:
     dropped: bool = False  # removed before any pass
 
 
+PASS_EWMA_WEIGHT = 0.3  # of the newest full pass in the seconds-per-text estimate
+UNMEASURED_SECONDS_PER_TEXT = 0.001  # before any measurement (no model loaded yet)
+
+
 class MicroBatcher:
     def __init__(
         self,
         max_batch_size: int,
         max_wait_s: float,
         metrics: ApiMetrics,
-        max_queued_texts: int | Callable[[], int] = 1_000_000,
+        max_queued_texts: int = 0,
         deadline_s: float = 30.0,
+        queue_budget_s: float = 0.5,
+        measured_texts_per_s: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.metrics = metrics
-        self._max_queued = max_queued_texts
+        self._max_queued = max_queued_texts  # 0: from queue_budget_s and the measured pass time
+        self.queue_budget_s = queue_budget_s
+        self._measured_texts_per_s = measured_texts_per_s
+        self._seconds_per_text: float | None = None  # EWMA over full passes
+        self._estimated: Classifier | None = None  # the model that estimate is of
         self.deadline_s = deadline_s
         self._queue: deque[Ticket] = deque()
         self.queued_texts = 0
@@ -88,9 +101,32 @@ class MicroBatcher:
         self._in_pass = False
 
     @property
+    def seconds_per_text(self) -> float:
+        """Estimated pass time per queued text: recent full passes, else the load-time figure."""
+        if self._seconds_per_text is not None:
+            return self._seconds_per_text
+        rate = self._measured_texts_per_s()
+        return 1 / rate if rate else UNMEASURED_SECONDS_PER_TEXT
+
+    @property
     def max_queued_texts(self) -> int:
-        bound = self._max_queued
-        return bound() if callable(bound) else bound
+        """Texts the queue admits now: ``queue_budget_s`` of estimated work (or the pinned bound)."""
+        if self._max_queued:
+            return self._max_queued
+        return max(1, int(self.queue_budget_s / self.seconds_per_text))
+
+    def _observe_pass(self, classifier: Classifier, texts: int, seconds: float) -> None:
+        if classifier is not self._estimated:  # a new model: back to its load-time figure
+            self._estimated, self._seconds_per_text = classifier, None
+        # Only full-ish passes: a lone text's pass costs far more per text than the passes that
+        # drain a deep queue, and the estimate is for the latter.
+        if texts < max(1, self.max_batch_size // 2):
+            return
+        sample = seconds / texts
+        previous = self._seconds_per_text
+        self._seconds_per_text = (
+            sample if previous is None else previous + PASS_EWMA_WEIGHT * (sample - previous)
+        )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="micro-batcher")
@@ -133,7 +169,11 @@ class MicroBatcher:
         n = len(encoded)
         if self.queued_texts and self.queued_texts + n > self.max_queued_texts:
             self.metrics.shed.labels("overload").inc()
-            raise Overloaded(f"the server is over capacity ({self.queued_texts} texts queued); retry shortly")
+            wait_s = self.queued_texts * self.seconds_per_text
+            raise Overloaded(
+                f"the server is over capacity ({self.queued_texts} texts queued, about {wait_s:.1f} s "
+                "of work); retry shortly"
+            )
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         item = Ticket(classifier, encoded, future)
         self._queue.append(item)
@@ -223,12 +263,15 @@ class MicroBatcher:
             for item in items:
                 self.metrics.queue_wait.observe(now - item.queued_at)
             self._in_pass = True
+            started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self._forward, items)
             except Exception as exc:  # never let a failure stop the batcher
                 results = [exc] * len(items)
             finally:
                 self._in_pass = False
+            texts = sum(len(item.encoded) for item in items)
+            self._observe_pass(items[-1].classifier, texts, time.perf_counter() - started)
             for item, result in zip(items, results, strict=True):
                 if item.future.done():
                     continue

@@ -1,5 +1,9 @@
 """Result cache: Redis when configured (shared by every replica), else an in-process LRU.
 
+With Redis, a small in-process LRU of the latest answers sits in front of it
+(:class:`TieredCache`): a repeated text is answered without a round trip. An entry never goes
+stale (its key names the model), so the two layers cannot disagree.
+
 Keys hash the served model's run id with the *normalized* text: two spellings that normalize
 alike share an entry, and a new model never serves an old model's answers. Values are opaque
 bytes here; the API stores quantized probabilities (:mod:`tweetdomains_api.answers`, about
@@ -9,7 +13,8 @@ Redis is an optimization, never a dependency: an error or timeout counts as a mi
 ``failures_to_open`` failures in a row the circuit opens for ``retry_s`` seconds (so a dead
 Redis adds no latency to every request), and the next call after that tries again. One slow
 round trip in a load spike (the event loop late to read the answer) does not turn the cache
-off.
+off. :meth:`RedisCache.probe` PINGs when no round trip happened lately: at start and from
+``/readyz``, so readiness tells the cache's state before the first request and while idle.
 """
 
 from __future__ import annotations
@@ -23,17 +28,19 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
-from tweetdomains.text import normalize
-
 log = logging.getLogger(__name__)
 
+PROBE_AFTER_S = 1.0  # /readyz PINGs Redis when no round trip happened for this long
+HOT_ENTRIES = 4096  # answers kept in process in front of Redis (about 1.5 MB)
 
-def cache_key(run_id: str, text: str, precision: str = "float32") -> str:
-    """``td:<sha256(run id, normalized text)>``; a bfloat16 replica's answers are kept apart
+
+def cache_key(run_id: str, normalized: str, precision: str = "float32") -> str:
+    """``td:<sha256(run id, normalized text)>`` of a text already through
+    :func:`tweetdomains.text.normalize`; a bfloat16 replica's answers are kept apart
     (``run id@bfloat16``), so replicas of either precision can share one Redis."""
     model = run_id if precision == "float32" else f"{run_id}@{precision}"
     # surrogatepass: JSON can carry lone surrogates ("\\ud800"); they must hash, not raise.
-    digest = hashlib.sha256(f"{model}\0{normalize(text)}".encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(f"{model}\0{normalized}".encode("utf-8", "surrogatepass")).hexdigest()
     return f"td:{digest}"
 
 
@@ -45,6 +52,8 @@ class Cache(Protocol):
     async def set_many(self, items: dict[str, bytes]) -> None: ...
 
     def status(self) -> str: ...
+
+    async def probe(self) -> str: ...
 
     async def close(self) -> None: ...
 
@@ -78,6 +87,9 @@ class LRUCache:
             self._data.popitem(last=False)
 
     def status(self) -> str:
+        return "ok"
+
+    async def probe(self) -> str:
         return "ok"
 
     async def close(self) -> None:
@@ -114,6 +126,7 @@ class RedisCache:
         self._failures = 0  # in a row
         self._open_until = 0.0
         self._healthy = True  # how the last round trip went
+        self._last_round_trip = float("-inf")  # monotonic time it ended
         self.errors = 0
         self._pending_gets: list[tuple[list[str], asyncio.Future[list[bytes | None]]]] = []
         self._pending_sets: dict[str, bytes] = {}
@@ -124,6 +137,7 @@ class RedisCache:
         return time.monotonic() >= self._open_until
 
     def _failed(self, exc: Exception) -> None:
+        self._last_round_trip = time.monotonic()
         self.errors += 1
         self._failures += 1
         self._healthy = False
@@ -134,6 +148,7 @@ class RedisCache:
         self._open_until = time.monotonic() + self.retry_s
 
     def _succeeded(self) -> None:
+        self._last_round_trip = time.monotonic()
         self._failures = 0
         self._healthy = True
 
@@ -195,6 +210,17 @@ class RedisCache:
         """``degraded`` from a failed round trip until one succeeds again."""
         return "ok" if self._healthy and self._available() else "degraded"
 
+    async def probe(self) -> str:
+        """:meth:`status`, after a PING when no round trip happened for ``PROBE_AFTER_S`` (and
+        the circuit is closed): a Redis that is down, or back, is seen without traffic."""
+        if self._available() and time.monotonic() - self._last_round_trip >= PROBE_AFTER_S:
+            try:
+                await self.client.ping()
+                self._succeeded()
+            except Exception as exc:  # redis errors, timeouts, refused connections
+                self._failed(exc)
+        return self.status()
+
     async def close(self) -> None:
         """Finish the pending writes (briefly), then close the connections."""
         # Closing a broken connection, or a write that cannot finish, must not fail shutdown.
@@ -205,6 +231,40 @@ class RedisCache:
             await self.client.aclose()
 
 
+class TieredCache:
+    """Redis behind an in-process LRU of the latest answers; Redis answers fill the LRU."""
+
+    backend = "redis"
+
+    def __init__(self, redis: RedisCache, hot_entries: int) -> None:
+        self.redis = redis
+        self.hot = LRUCache(hot_entries)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values = await self.hot.get_many(keys)
+        missing = [i for i, value in enumerate(values) if value is None]
+        if missing:
+            found = await self.redis.get_many([keys[i] for i in missing])
+            for i, value in zip(missing, found, strict=True):
+                values[i] = value
+            await self.hot.set_many({keys[i]: v for i, v in zip(missing, found, strict=True) if v})
+        return values
+
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        await self.hot.set_many(items)
+        await self.redis.set_many(items)
+
+    def status(self) -> str:
+        return self.redis.status()
+
+    async def probe(self) -> str:
+        return await self.redis.probe()
+
+    async def close(self) -> None:
+        await self.redis.close()
+        await self.hot.close()
+
+
 class CacheUnavailable(RuntimeError):
     """The cache could not answer; the request is served uncached."""
 
@@ -213,5 +273,5 @@ def make_cache(
     redis_url: str | None, ttl_s: int, max_entries: int, timeout_s: float, retry_s: float
 ) -> Cache:
     if redis_url:
-        return RedisCache(redis_url, ttl_s, timeout_s, retry_s)
+        return TieredCache(RedisCache(redis_url, ttl_s, timeout_s, retry_s), min(max_entries, HOT_ENTRIES))
     return LRUCache(max_entries)

@@ -1,5 +1,7 @@
 """uvicorn's httptools protocol with what nginx has and uvicorn lacks: a bound on the request
 line + headers (431) and a timeout for them (408), answered as JSON with a lingering close.
+Each request's scope records when its headers were parsed, so that admission control sees how
+long it waited for the app.
 
 httptools buffers a header until it ends, so without a bound a 64 MB header is held in memory
 and accepted; uvicorn has only a keep-alive timeout, so a client may trickle headers forever.
@@ -9,11 +11,13 @@ Parse errors are answered in the API's JSON error shape instead of ``text/plain`
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tweetdomains_api.errors import error_body
+from tweetdomains_api.middleware import RECEIVED_AT
 
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 LINGER_S = 2.0  # how long a refused connection's remaining bytes are read and discarded
@@ -68,6 +72,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
         self._cancel_timer()
+        self.scope[RECEIVED_AT] = time.perf_counter()  # type: ignore[literal-required]
         head_bytes, self._head_bytes = self._head_bytes, 0
         if head_bytes > self.max_header_bytes:  # arrived whole, in one read
             self._refuse(431, f"request line and headers larger than {self.max_header_bytes} bytes")

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request metrics, API-key check, body size limit and read timeout.
+"""Pure ASGI middleware: admission, request metrics, API-key check, body size limit and read timeout.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so that streaming bodies are counted as they arrive and
 no per-request task is spawned.
@@ -27,6 +27,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+CLASSIFY_PATHS = frozenset({"/classify", "/classify/batch"})
+# perf_counter() when the server parsed the request's headers (set by the HTTP protocol).
+RECEIVED_AT = "tweetdomains.received_at"
+SHED_DRAIN_BYTES = 1 << 20  # of a refused request's body read before answering
 BROWSER_PATHS = frozenset({"/", "/docs", "/redoc"})  # answered with a Basic challenge
 
 
@@ -157,39 +161,100 @@ class ApiKeyMiddleware:
         )
 
 
-class AdmissionMiddleware:
-    """503 + ``Retry-After`` for a classify request beyond ``max_in_flight`` at once, answered
-    before any parsing: when HTTP work rather than the model is the bottleneck, the batcher's
-    queue never fills, yet requests would wait ever longer in the event loop."""
+class LoopLag:
+    """How late the event loop runs: a timer that should fire every ``interval_s`` records by
+    how much it was late. A loop busy past its capacity runs every callback late, and the
+    sockets it has not read yet wait in the kernel, where no request can be timed."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, metrics: ApiMetrics) -> None:
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.interval_s = interval_s
+        self.lag_s = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval_s
+            await asyncio.sleep(self.interval_s)
+            self.lag_s = max(0.0, loop.time() - due)
+
+
+class AdmissionMiddleware:
+    """503 + ``Retry-After`` for a classify request, answered before any parsing or routing
+    (the cheapest answer the app has: under overload most requests get it), when
+
+    - the event loop runs more than ``max_lag_s`` late, or this request already waited that
+      long between the server parsing its headers and the app seeing it: the loop is past its
+      capacity, and whatever it admits now waits behind the backlog (the HTTP work, not the
+      model, is the bottleneck there; the batcher's own bound never fills);
+    - ``max_in_flight`` classify requests are being served already.
+
+    Outermost but for CORS, so it counts the requests it refuses in ``requests_total`` itself.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_in_flight: int,
+        metrics: ApiMetrics,
+        max_lag_s: float = 0.5,
+        lag: LoopLag | None = None,
+    ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.metrics = metrics
+        self.max_lag_s = max_lag_s
+        self.lag = lag or LoopLag()
         self.in_flight = 0
 
+    def _refusal(self, scope: Scope) -> str | None:
+        if self.in_flight >= self.max_in_flight:
+            return f"the server is over capacity ({self.in_flight} requests in flight); retry shortly"
+        late_s = self.lag.lag_s
+        received_at = scope.get(RECEIVED_AT)
+        if received_at is not None:
+            late_s = max(late_s, time.perf_counter() - received_at)
+        if late_s > self.max_lag_s:
+            return f"the server is over capacity (running {1000 * late_s:.0f} ms late); retry shortly"
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope.get("path", "").startswith("/classify"):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path not in CLASSIFY_PATHS or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        refusal = self._refusal(scope)
+        if refusal is not None:
             self.metrics.shed.labels("overload").inc()
-            more = True
-            while more:  # the (small) body first, so that the client reads the answer
+            self.metrics.requests.labels(path, "POST", "503").inc()
+            headers = [(b"retry-after", b"1")]
+            drained, more = 0, True
+            while more:  # the body first, so that the client reads the answer
                 message = await receive()
                 more = message["type"] == "http.request" and message.get("more_body", False)
-            await send_json(
-                send,
-                503,
-                f"the server is over capacity ({self.in_flight} requests in flight); retry shortly",
-                [(b"retry-after", b"1")],
-            )
+                drained += len(message.get("body", b""))
+                if more and drained > SHED_DRAIN_BYTES:  # no more of it: close afterwards
+                    headers.append((b"connection", b"close"))
+                    break
+            await send_json(send, 503, refusal, headers)
             return
         self.in_flight += 1
+        answered = False
+
+        async def answering_send(message: Message) -> None:
+            # Counted out before the last byte leaves: a client's next request on its
+            # connection never finds its previous one still counted.
+            nonlocal answered
+            last = message["type"] == "http.response.body" and not message.get("more_body", False)
+            if last and not answered:
+                answered = True
+                self.in_flight -= 1
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, answering_send)
         finally:
-            self.in_flight -= 1
+            if not answered:
+                self.in_flight -= 1
 
 
 class BodyTooLarge(HTTPException):
@@ -273,7 +338,8 @@ class BodyLimitMiddleware:
             if body_done:  # after the body: waiting for the disconnect, however long
                 return await receive()
             try:
-                msg = await asyncio.wait_for(receive(), self.read_timeout_s)
+                async with asyncio.timeout(self.read_timeout_s):  # no task per read, as wait_for has
+                    msg = await receive()
             except TimeoutError:
                 raise BodyTimeout(self.read_timeout_s) from None
             if msg["type"] == "http.request":

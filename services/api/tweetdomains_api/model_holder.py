@@ -82,8 +82,6 @@ class ModelHolder:
         reload_interval_s: float,
         metrics: ApiMetrics,
         precision: Precision = "float32",
-        queue_target_s: float = 0.5,
-        min_queue: int = 128,
     ) -> None:
         self.registry = Registry(open_store(store_uri))
         self.run = run
@@ -94,8 +92,6 @@ class ModelHolder:
             )
         self.reload_interval_s = reload_interval_s
         self.metrics = metrics
-        self.queue_target_s = queue_target_s
-        self.min_queue = min_queue
         self.texts_per_s: float | None = None  # measured on the served model when it loads
         self.current: Classifier | None = None
         self.refused: set[str] = set()
@@ -123,12 +119,6 @@ class ModelHolder:
         self.texts_per_s = measure_throughput(classifier)
         self.metrics.throughput.set(self.texts_per_s)
         return classifier
-
-    def queue_bound(self) -> int:
-        """Texts the queue admits: ``queue_target_s`` of the served model's measured work."""
-        if self.texts_per_s is None:
-            return 4 * self.min_queue
-        return max(self.min_queue, int(self.texts_per_s * self.queue_target_s))
 
     async def refresh(self) -> bool:
         """Load the wanted run if it is new; returns whether the served model changed."""

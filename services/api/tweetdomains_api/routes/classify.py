@@ -21,18 +21,22 @@ router = APIRouter(tags=["classify"])
 RESPONSES = error_responses(401, 413, 422, 431, 503)
 
 
-def check_texts(texts: list[str], limit: int) -> None:
-    """422 for a text over the hard cap or with nothing to classify once normalized."""
+def check_texts(texts: list[str], limit: int) -> list[str]:
+    """The texts normalized (once: the cache key hashes them too); 422 for a text over the hard
+    cap or with nothing to classify once normalized."""
+    normalized = []
     for i, text in enumerate(texts):
         field = "text" if len(texts) == 1 else f"texts[{i}]"
         if len(text) > limit:
             raise HTTPException(422, f"{field} is {len(text)} characters long; the limit is {limit}")
-        if not tokenize(normalize(text)):
+        normalized.append(normalize(text))
+        if not tokenize(normalized[-1]):
             raise HTTPException(
                 422,
                 f"{field} has nothing to classify once normalized: no word, number or emoji is left "
                 "after URLs, @mentions, markup and invisible characters are removed",
             )
+    return normalized
 
 
 def refused(exc: Refused) -> HTTPException:
@@ -53,8 +57,8 @@ async def classify_texts(
     one batched forward pass and are cached afterwards."""
     metrics = services.metrics
     with services.batcher.arrival():
-        check_texts(texts, services.settings.max_text_chars)
-        keys = [cache_key(classifier.run_id, t, classifier.served_precision) for t in texts]
+        normalized = check_texts(texts, services.settings.max_text_chars)
+        keys = [cache_key(classifier.run_id, t, classifier.served_precision) for t in normalized]
         try:
             values = await services.cache.get_many(keys)
             metrics.redis_up.set(1)

@@ -44,13 +44,14 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(services: ServicesDep) -> OrjsonResponse:
     """200 once a model is loaded (also while shedding load: that is not unhealthiness);
-    the details say which model, how the cache is and how deep the queue is."""
+    the details say which model, how the cache is (Redis is PINGed when idle) and how deep
+    the queue is."""
     model = services.holder.current
     batcher = services.batcher
     details = {
         "status": "ready" if model else "loading",
         "model": model.run_id if model else None,
-        "cache": {"backend": services.cache.backend, "status": services.cache.status()},
+        "cache": {"backend": services.cache.backend, "status": await services.cache.probe()},
         "queue": {
             "texts": batcher.queued_texts,
             "max_texts": batcher.max_queued_texts,
