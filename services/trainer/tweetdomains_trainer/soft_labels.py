@@ -22,8 +22,9 @@ from safetensors.numpy import save as save_arrays
 from torch import nn
 
 from tweetdomains.store import ObjectNotFound, ObjectStore
+from tweetdomains_trainer.data import eval_batches
 from tweetdomains_trainer.progress import Progress
-from tweetdomains_trainer.steps import predict_split, resolve_device
+from tweetdomains_trainer.steps import eval_step, resolve_device
 from tweetdomains_trainer.teacher_model import TEACHERS_PREFIX, encode_texts, load_teacher, resolve_teacher
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,10 @@ def soft_labels(
     model = load_teacher(store, run_id, resolved)
     split = encode_texts(model.tokenizer, texts, model.max_length, labels=model.labels)
     progress.say(f"scoring {len(texts):,} texts with teacher {run_id} on {resolved}")
-    # predict_split wants a loss: the (all-zero) targets make it meaningless, never read.
-    _, probs, _ = predict_split(
-        model.model, split, nn.BCEWithLogitsLoss(), resolved, batch_size, None, precision
-    )
+    probs = np.zeros(split.labels.shape, dtype=np.float32)
+    loss_fn = nn.BCEWithLogitsLoss()  # eval_step reports a loss; against all-zero targets, unread
+    for rows in progress.track(list(eval_batches(split.lengths, batch_size)), "scoring"):
+        _, probs[rows] = eval_step(model.model, split.batch(rows), loss_fn, resolved, precision)
     metadata = {"teacher": run_id, "labels": json.dumps(model.labels), "texts": str(len(texts))}
     store.put(key, save_arrays({"probs": probs.astype(np.float32)}, metadata=metadata))
     seconds = time.perf_counter() - started
