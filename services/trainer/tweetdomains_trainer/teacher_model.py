@@ -115,7 +115,8 @@ def load_base(folder: Path, num_labels: int, dropout: float) -> tuple[TeacherCla
         encoder = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"--model {folder}: cannot load it with transformers: {exc}") from None
-    return TeacherClassifier(encoder, num_labels, dropout), tokenizer
+    # fp32 master weights whatever dtype the folder was saved in (autocast gives bf16 on CUDA).
+    return TeacherClassifier(encoder.float(), num_labels, dropout), tokenizer
 
 
 def encode_texts(
@@ -225,7 +226,7 @@ def load_teacher(store: ObjectStore, ref: str = "latest", device: torch.device |
             (root / "config.json").write_text(json.dumps(config["encoder"]), encoding="utf-8")
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
             encoder_config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
-        encoder = transformers.AutoModel.from_config(encoder_config)
+        encoder = transformers.AutoModel.from_config(encoder_config).float()  # the weights are fp32
         model = TeacherClassifier(encoder, len(labels), float(config.get("dropout", 0.0)))
         model.load_state_dict(state)
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, SafetensorError) as exc:
