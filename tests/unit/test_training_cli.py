@@ -23,7 +23,7 @@ from tweetdomains_trainer.options import EvaluateOptions, PretrainOptions, Recip
 from tweetdomains_trainer.recipes import RECIPES
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "cli_flags.json").read_text(encoding="utf-8"))
-TRAINER_COMMANDS = ("train", "evaluate", "sweep", "pretrain")
+TRAINER_COMMANDS = ("train", "evaluate", "sweep", "pretrain", "teacher", "teacher-score")
 MARKUP = ("``", "`", "**", ":class:", ":func:")
 
 

@@ -1,4 +1,5 @@
-"""tweetdomains_trainer: the training job and its commands (train, sweep, evaluate, promote, pretrain).
+"""tweetdomains_trainer: the training job and its commands (train, sweep, evaluate, promote, pretrain,
+teacher, teacher-score).
 
 One responsibility a module; imports only go down this list (no cycles):
 
@@ -31,5 +32,9 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``pretrain_corpus`` | the pre-training corpus: unlabeled texts, deduplicated, split, encoded |
 | ``language_model`` | the language model that pre-trains an encoder, its steps |
 | ``pretrain`` | the pre-training job: epochs of the language model, then the encoder published |
+| ``teacher_options`` | what ``teacher`` and ``teacher-score`` accept (the ``options`` scheme) |
+| ``teacher_model`` | the transformer teacher (encoder, mean pooling, linear head) and its store format |
+| ``teacher`` | the teacher's fine-tuning job: epochs, early stopping, thresholds, then publish |
+| ``soft_labels`` | a teacher's probabilities for tweets, cached in the store per teacher and texts |
 | ``cli`` | registers the commands with ``tweetdomains``; loads the job only when one runs |
 """

