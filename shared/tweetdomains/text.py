@@ -99,9 +99,11 @@ def content_key_many(texts: Iterable[str]) -> list[str]:
     return keys
 
 
-def retweet_prefixed(text: str) -> bool:
-    """Whether ``text`` (HTML already unescaped) starts with a retweet's ``RT @name:``."""
-    return _RETWEET_PREFIX.match(text) is not None
+def retweet_prefix_end(text: str) -> int:
+    """Where the ``RT @name:`` prefix :func:`content_key` drops ends in ``text`` (HTML already
+    unescaped); 0 when it has none."""
+    match = _RETWEET_PREFIX.match(text)
+    return match.end() if match else 0
 
 
 def content_hash(text: str) -> str:

@@ -40,7 +40,7 @@ from tweetdomains.text import (
     TEXT_END,
     content_key_many,
     normalize_many,
-    retweet_prefixed,
+    retweet_prefix_end,
     tokenize,
     tokenize_many,
 )
@@ -328,12 +328,25 @@ def _word_tokens(normalized: list[str]) -> tuple[list[str], np.ndarray, np.ndarr
     return table, token_ids, offsets, keys
 
 
-def _rekeyed(text: str) -> bool:
-    """Whether ``content_key(text)`` is not the key of ``text``'s own tokens."""
-    if "&" not in text:
-        return retweet_prefixed(text)
-    unescaped = html.unescape(text)
-    return retweet_prefixed(unescaped) or html.unescape(unescaped) != unescaped
+def _content_key(text: str, own_key: str) -> str | None:
+    """``content_key(text)`` from the key of the text's own tokens, or None where only
+    ``content_key`` can tell (a second unescape changes the text, or a URL could reach
+    across its retweet prefix).
+
+    Without a retweet prefix the two keys are one. With one, the tokens of the text are
+    ``rt`` and then those of the text after the prefix: the mention is dropped by both, and
+    what the prefix leaves (``:``, spaces) is no token.
+    """
+    unescaped = html.unescape(text)  # the text itself when it holds no "&"
+    if "&" in unescaped and html.unescape(unescaped) != unescaped:
+        return None
+    end = retweet_prefix_end(unescaped)
+    if not end:
+        return own_key
+    span = unescaped[: end + 3]  # a URL reaching across the prefix shows its "://" or "www." here
+    if "://" in span or "www." in span.lower() or not (own_key == "rt" or own_key.startswith("rt ")):
+        return None
+    return own_key[3:]
 
 
 def tokenize_batch(raw_key: str, data: bytes) -> bytes:
@@ -343,7 +356,7 @@ def tokenize_batch(raw_key: str, data: bytes) -> bytes:
     others keep their order, so the corpus order is the store's key order, record by record.
     The batch is read, normalized and tokenized as a whole (see :func:`_labeled`,
     ``text.normalize_many``, ``text.tokenize_many``): the shard is the one record-by-record
-    ``read_jsonl_bytes`` + ``tokenize(normalize(text))`` gives, in under half the time.
+    ``read_jsonl_bytes`` + ``tokenize(normalize(text))`` + ``content_hash`` gives.
     """
     stats = codecs.ParseStats()
     texts, domains, record_ids, unlabeled = _labeled(data, stats)
@@ -351,11 +364,9 @@ def tokenize_batch(raw_key: str, data: bytes) -> bytes:
     labels, label_ids = _interned(list(itertools.chain.from_iterable(domains)))
     label_offsets = np.zeros(len(domains) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, domains), dtype=np.int64, count=len(domains)), out=label_offsets[1:])
-    # The key from the tokens is content_key's unless a retweet prefix or a second unescape
-    # changes the text: those (retweets, ~1 in 5 tweets) are keyed again, as content_key does.
-    again = [i for i, text in enumerate(texts) if _rekeyed(text)]
-    for i, key in zip(again, content_key_many([texts[i] for i in again]), strict=True):
-        keys[i] = key
+    derived = [_content_key(text, key) for text, key in zip(texts, keys, strict=True)]
+    rekeyed = iter(content_key_many([text for text, key in zip(texts, derived, strict=True) if key is None]))
+    keys = [key if key is not None else next(rekeyed) for key in derived]
     content = array("Q", [int.from_bytes(hashlib.sha1(k.encode("utf-8")).digest()[:8], "big") for k in keys])
     ids = array("Q", [id_hash64(i) if i is not None else 0 for i in record_ids])
     token_blob, token_table_offsets = _table(tokens)
