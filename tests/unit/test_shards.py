@@ -19,8 +19,9 @@ from tweetdomains.text import content_hash
 from tweetdomains.vocab import PAD, UNK, WordpieceVocabulary
 from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.data import SPLITS, encode_dataset, load_dataset, train_batches
-from tweetdomains_trainer.shards import ShardFile, encoded_key, pack, tokenize_batch, words_key
+from tweetdomains_trainer.shards import ShardFile, encoded_key, pack, words_key
 from tweetdomains_trainer.stream import StreamPosition, assign_parts, steps_per_epoch, stream_batches
+from tweetdomains_trainer.words import tokenize_batch
 
 
 def batch_records(seed: int, n: int = 120) -> list[Record]:

@@ -15,7 +15,8 @@ from tweetdomains import codecs
 from tweetdomains.records import Record
 from tweetdomains.simulate import generate
 from tweetdomains.text import content_hash, content_key, content_key_many, normalize, normalize_many, tokenize
-from tweetdomains_trainer.shards import _table, pack, tokenize_batch
+from tweetdomains_trainer.shards import pack, string_table
+from tweetdomains_trainer.words import tokenize_batch
 
 # ----------------------------------------------------------------------------- the previous path
 # tokenize_batch as it was before the batch fast path (commit ad7926b), kept as the reference.
@@ -69,8 +70,8 @@ def previous_tokenize_batch(raw_key: str, data: bytes) -> bytes:
         content.append(content_hash64(record.text, tokens))
         ids.append(id_hash64(record.id) if record.id is not None else 0)
         has_id.append(record.id is not None)
-    token_blob, token_table_offsets = _table(list(token_index))
-    label_blob, label_table_offsets = _table(list(label_index))
+    token_blob, token_table_offsets = string_table(list(token_index))
+    label_blob, label_table_offsets = string_table(list(label_index))
     arrays: dict[str, np.ndarray] = {
         "token_ids": np.frombuffer(token_ids, dtype=np.uint32),
         "token_offsets": np.frombuffer(token_offsets, dtype=np.int64),
