@@ -313,7 +313,9 @@ def write_jsonl_gz(records: Iterable[Record], compresslevel: int = 9) -> bytes:
     return gzip.compress(lines.encode("utf-8", "replace"), compresslevel=compresslevel, mtime=0)
 
 
-def _gunzip(data: bytes, stats: ParseStats) -> bytes:
+def gunzip_batch(data: bytes, stats: ParseStats) -> bytes:
+    """A gzip batch's bytes; a truncated or damaged stream gives what it still holds and
+    counts one ``bad_gzip`` line."""
     try:
         return gzip.decompress(data)
     except (EOFError, gzip.BadGzipFile, zlib.error):
@@ -333,6 +335,13 @@ def read_jsonl_bytes(
     """The records of one store batch (gzip or plain bytes, any line format)."""
     stats = stats if stats is not None else ParseStats()
     if data[:2] == b"\x1f\x8b":
-        data = _gunzip(data, stats)
+        data = gunzip_batch(data, stats)
     text = data.decode("utf-8", "replace")
     yield from _iter_lines(text.splitlines(), stats, label_field)
+
+
+def read_text_lines(
+    lines: Iterable[str], stats: ParseStats | None = None, label_field: str = "domains"
+) -> Iterator[Record]:
+    """The records of decoded lines, as :func:`read_jsonl_bytes` reads each (blank ones skipped)."""
+    return _iter_lines(lines, stats if stats is not None else ParseStats(), label_field)

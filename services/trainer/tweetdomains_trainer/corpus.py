@@ -55,13 +55,11 @@ from tweetdomains_trainer.shards import (
     WordShard,
     encode_words,
     encoded_key,
-    stats_of,
-    tokenize_batch,
-    tokenize_task,
     vocab_dir,
     words_key,
 )
 from tweetdomains_trainer.stream import Part, ShardedSplit, SplitTexts, flat_ranges
+from tweetdomains_trainer.words import stats_of, tokenize_batch, tokenize_task
 
 log = logging.getLogger(__name__)
 

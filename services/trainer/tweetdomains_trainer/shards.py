@@ -19,12 +19,10 @@ header (each array's dtype, shape and byte offset, plus ``meta``), then the arra
 from __future__ import annotations
 
 import hashlib
-import html
 import itertools
 import json
 import os
 import tempfile
-from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tweetdomains import codecs
 from tweetdomains.store import LocalStore, ObjectStore
-from tweetdomains.text import content_hash, normalize, tokenize
 from tweetdomains.vocab import UNK_ID, Vocabulary
 
 MAGIC = b"TDSHARD1"
@@ -108,7 +104,7 @@ def _nbytes(spec: Mapping[str, Any]) -> int:
     return int(np.prod(spec["shape"], dtype=np.int64)) * np.dtype(spec["dtype"]).itemsize
 
 
-def _table(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def string_table(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Strings as one UTF-8 byte array and ``[n + 1]`` offsets (no object arrays)."""
     encoded = [n.encode("utf-8") for n in names]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
@@ -117,7 +113,7 @@ def _table(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_table(shard: ShardFile, name: str) -> list[str]:
-    """The strings :func:`_table` stored under ``name``."""
+    """The strings :func:`string_table` stored under ``name``."""
     blob, offsets = bytes(shard[f"{name}_blob"]), shard[f"{name}_offsets"].tolist()
     return [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(offsets)]
 
@@ -185,100 +181,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.replace(tmp, path)
-
-
-# ----------------------------------------------------------------------------- parse and tokenize
-
-
-def hash64(hex_digest: str) -> int:
-    """The first 8 bytes of a hex digest as an unsigned integer (``split_of`` reads its top 4)."""
-    return int(hex_digest[:16], 16)
-
-
-def content_hash64(text: str, tokens: list[str]) -> int:
-    """:func:`hash64` of :func:`text.content_hash`, reusing the tweet's tokens where that is exact.
-
-    ``content_key`` unescapes HTML once more than ``normalize`` does and drops a retweet
-    prefix first. Where a second unescape changes nothing and no ``rt`` starts the text,
-    both are no-ops, so the key is the tokens already made for training, less the clitics.
-    """
-    unescaped = html.unescape(text) if "&" in text else text
-    if unescaped[:2].lower() == "rt" or ("&" in unescaped and html.unescape(unescaped) != unescaped):
-        return hash64(content_hash(text))
-    key = " ".join(t for t in tokens if not t.startswith("'") and t != "n't")
-    return hash64(hashlib.sha1(key.encode("utf-8")).hexdigest())
-
-
-def id_hash64(record_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(record_id.encode("utf-8"), digest_size=8).digest(), "big")
-
-
-def tokenize_batch(raw_key: str, data: bytes) -> bytes:
-    """One raw batch's words shard (see the module doc). Runs in a worker process.
-
-    Unlabeled records are counted and dropped (as :func:`dataset.build_dataset` does); the
-    others keep their order, so the corpus order is the store's key order, record by record.
-    """
-    stats = codecs.ParseStats()
-    token_index: dict[str, int] = {}
-    label_index: dict[str, int] = {}
-    token_ids, token_offsets = array("I"), array("q", [0])
-    label_ids, label_offsets = array("H"), array("q", [0])
-    content, ids, has_id = array("Q"), array("Q"), array("B")
-    unlabeled = 0
-    for record in codecs.read_jsonl_bytes(data, stats):
-        if not record.domains:
-            unlabeled += 1
-            continue
-        tokens = tokenize(normalize(record.text))
-        token_ids.extend([token_index.setdefault(t, len(token_index)) for t in tokens])
-        token_offsets.append(len(token_ids))
-        label_ids.extend([label_index.setdefault(d, len(label_index)) for d in record.domains])
-        label_offsets.append(len(label_ids))
-        content.append(content_hash64(record.text, tokens))
-        ids.append(id_hash64(record.id) if record.id is not None else 0)
-        has_id.append(record.id is not None)
-    token_blob, token_table_offsets = _table(list(token_index))
-    label_blob, label_table_offsets = _table(list(label_index))
-    arrays: dict[str, np.ndarray] = {
-        "token_ids": np.frombuffer(token_ids, dtype=np.uint32),
-        "token_offsets": np.frombuffer(token_offsets, dtype=np.int64),
-        "label_ids": np.frombuffer(label_ids, dtype=np.uint16),
-        "label_offsets": np.frombuffer(label_offsets, dtype=np.int64),
-        "content_hash": np.frombuffer(content, dtype=np.uint64),
-        "id_hash": np.frombuffer(ids, dtype=np.uint64),
-        "has_id": np.frombuffer(has_id, dtype=np.uint8).astype(bool),
-        "tokens_blob": token_blob,
-        "tokens_offsets": token_table_offsets,
-        "labels_blob": label_blob,
-        "labels_offsets": label_table_offsets,
-    }
-    meta = {
-        "raw_key": raw_key,
-        "raw_bytes": len(data),
-        "rows": len(content),
-        "unlabeled": unlabeled,
-        "stats": {
-            "lines": stats.lines,
-            "records": stats.records,
-            "bad_lines": stats.bad_lines,
-            "skipped": stats.skipped,
-            "repaired": stats.repaired,
-        },
-    }
-    return pack(arrays, meta)
-
-
-def tokenize_task(args: tuple[str, bytes]) -> tuple[str, bytes]:
-    """``(raw key, words shard)`` for a pool worker (this module imports no torch)."""
-    return args[0], tokenize_batch(*args)
-
-
-def stats_of(shard: ShardFile) -> codecs.ParseStats:
-    saved = shard.meta["stats"]
-    return codecs.ParseStats(
-        saved["lines"], saved["records"], saved["bad_lines"], dict(saved["skipped"]), dict(saved["repaired"])
-    )
 
 
 # ----------------------------------------------------------------------------- encode per vocabulary
