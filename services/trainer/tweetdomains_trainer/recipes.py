@@ -22,9 +22,11 @@ from typing import Any
 # Speed (issue #16, profiled with torch.profiler on the benchmark train split): the LSTM's own
 # forward and backward are two thirds of a step, AdamW, clipping and the EMA over the 384-wide
 # table a sixth; a larger batch does not raise tweets/s, bf16 autocast on this CPU is 5x slower.
-# Smaller and faster variants lost validation F1 (validation carve-out, seed 0, at 0.5; this
-# recipe 0.622/0.350 micro/macro by epoch 9): 128-wide PCA embeddings and hidden 96 (3x per
-# tweet) 0.611/0.303, hidden 64 (2x) 0.591/0.296, frozen embeddings 0.569/0.267.
+# Smaller and faster variants lost validation F1 (15% validation carve-out, seed 0, at 0.5;
+# this recipe 0.633/0.367 micro/macro, best epoch 15): 128-wide PCA embeddings and hidden 96
+# (3x the tweets per CPU second) 0.611/0.303, hidden 64 (2x) 0.591/0.296, 128/64 at batch 128
+# (9x) 0.581/0.289, frozen embeddings with hidden 64 0.569/0.267. On a busy 2-core host, torch's
+# two threads collapse (70-870 tweets/s in one run); --threads 1 held 600-650 tweets/s.
 QUALITY: dict[str, Any] = {
     "model": "lstm",
     "vocab": "wordpiece",
