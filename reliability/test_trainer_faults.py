@@ -21,7 +21,18 @@ from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
 
 EPOCHS = 4
-RECIPE = ["--model", "lstm", "--embedding-dim", "16", "--hidden-dim", "16", "--recurrent-layers", "1"]
+RECIPE = [
+    "--recipe",
+    "word",
+    "--model",
+    "lstm",
+    "--embedding-dim",
+    "16",
+    "--hidden-dim",
+    "16",
+    "--recurrent-layers",
+    "1",
+]
 RECIPE += ["--linear-layers", "1", "--dropout", "0.2", "--batch-size", "16", "--epochs", str(EPOCHS)]
 RECIPE += ["--patience", "10", "--seed", "7", "--threads", "1", "--no-progress"]
 METRICS = ("micro_f1", "macro_f1", "p_at_1", "n")

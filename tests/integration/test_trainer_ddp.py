@@ -23,7 +23,7 @@ def test_torchrun_two_cpu_processes_train_and_publish_once(tmp_path: Path) -> No
     argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port"]
     argv += [str(free_port()), "-m", "tweetdomains", "train", "--store", str(store), "--data", str(data)]
     argv += ["--epochs", "2", "--embedding-dim", "8", "--hidden-dim", "8", "--device", "cpu", "--no-progress"]
-    argv += ["--run-id", "ddp-run", "--threads", "1"]
+    argv += ["--recipe", "word", "--run-id", "ddp-run", "--threads", "1"]
     # The quality recipe's training parts: each rank averages, ranks and refits in step.
     argv += ["--pos-weight", "sqrt", "--rank-loss-weight", "0.5", "--ema-decay", "0.9", "--refit"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)

@@ -49,7 +49,7 @@ def test_evaluate_command_prints_the_interface_fields(
     folder = require_data(TOPIC_XL)
     store = str(tmp_path / "store")
     argv = ["train", "--store", store, "--data", str(folder / "en_train.jsonl"), "--epochs", "1"]
-    argv += ["--embedding-dim", "8", "--hidden-dim", "8", "--no-progress"]
+    argv += ["--recipe", "word", "--embedding-dim", "8", "--hidden-dim", "8", "--no-progress"]
     assert cli_main(argv) == 0
     run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
     argv = ["evaluate", "--store", store, "--run", run_id, "--data", str(folder / "en_validation.jsonl")]

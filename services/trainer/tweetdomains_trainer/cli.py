@@ -23,7 +23,7 @@ from tweetdomains_trainer.options import (
     SweepOptions,
     TrainOptions,
 )
-from tweetdomains_trainer.recipes import RECIPES
+from tweetdomains_trainer.recipes import DEFAULT_RECIPE, RECIPES
 from tweetdomains_trainer.teacher_options import TeacherOptions, TeacherScoreOptions
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -49,14 +49,15 @@ def register(subparsers: Any) -> None:
     train = subparsers.add_parser(
         "train",
         help="train a model on the store's raw/ (or --data files), publish it, promote if better",
-        description="Train an RNN/LSTM multi-label classifier; the defaults are the project's CPU recipe "
-        "and every flag overrides it. On real data, --recipe quality trains the quality benchmark's "
-        "winning recipe (MiniLM wordpieces and embeddings, AdamW; slower). "
+        description=f"Train an RNN/LSTM multi-label classifier. Without --recipe it trains the "
+        f"{DEFAULT_RECIPE} recipe (MiniLM wordpieces and embeddings, a BiLSTM, a refit on train + "
+        "validation) and every flag overrides it; --recipe word trains a word vocabulary built "
+        "from the data (no MiniLM files; quick on tiny data). "
         "The last line printed is the run id and metrics as JSON.",
     )
     _add_common(train)
-    add_flags(train, TrainOptions)
-    train.set_defaults(func=run_train)
+    add_flags(train, TrainOptions, defaults={**RECIPES[DEFAULT_RECIPE], "recipe": DEFAULT_RECIPE})
+    train.set_defaults(func=run_train, recipe=DEFAULT_RECIPE)
 
     evaluate = subparsers.add_parser(
         "evaluate",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import types
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import Field, fields
 from typing import Any, get_args, get_type_hints
 
@@ -23,23 +23,26 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _shown(f: Field[Any], value: Any) -> str:
-    if f.metadata.get("shown"):
+def _shown(f: Field[Any], value: Any, preset: bool = False) -> str:
+    if f.metadata.get("shown") and not preset:
         return str(f.metadata["shown"])
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
 
 
-def help_text(f: Field[Any], annotation: Any) -> str:
-    """``<what it does> (default: X; one of: a, b)`` without any markup."""
+def help_text(f: Field[Any], annotation: Any, defaults: Mapping[str, Any] | None = None) -> str:
+    """``<what it does> (default: X; one of: a, b)`` without any markup; ``defaults`` replaces
+    the dataclass default of the fields it names (a command that starts from a recipe)."""
     text = str(f.metadata["help"])
     allowed = choices_of(annotation)
-    default = f"default: {_shown(f, f.default)}"
+    preset = defaults is not None and f.name in defaults
+    value = defaults[f.name] if defaults is not None and preset else f.default
+    default = f"default: {_shown(f, value, preset)}"
     if f.metadata.get("required"):
         default = "required"
     elif f.metadata.get("switch") == "off":
-        default = f"default: {'on' if f.default else 'off'}; this flag turns it off"
+        default = f"default: {'on' if value else 'off'}; this flag turns it off"
     elif f.metadata.get("switch") == "on":
         default = "default: off"
     if allowed is not None:
@@ -52,8 +55,10 @@ def add_flags(
     options_type: type,
     skip: Container[str] = (),
     groups: dict[str, argparse._ArgumentGroup] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
-    """One flag per CLI field of ``options_type`` (those named in ``skip`` left out)."""
+    """One flag per CLI field of ``options_type`` (those named in ``skip`` left out); the help
+    names the values of ``defaults`` in place of the dataclass defaults of the fields it holds."""
     hints = get_type_hints(options_type)
     groups = {} if groups is None else groups
     for f in fields(options_type):
@@ -65,7 +70,7 @@ def add_flags(
         target = groups[group_name]
         annotation = hints[f.name]
         name = flag_name(f.name, f.metadata)
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text(f, annotation)}
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text(f, annotation, defaults)}
         if annotation is bool:
             switch = f.metadata["switch"]
             if switch == "both":

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args, get_type_hints
 from tweetdomains.model_config import ModelConfig, ModelKind, Pooling
 from tweetdomains_trainer.recipes import QUALITY, describe
 
-RecipeName = Literal["original", "quality"]
+RecipeName = Literal["original", "quality", "word"]
 VocabKind = Literal["word", "wordpiece"]
 EmbeddingInit = Literal["none", "minilm"]
 Schedule = Literal["plateau", "none"]
@@ -103,7 +103,9 @@ class Options:
 
 @dataclass
 class TrainOptions(Options):
-    """Everything ``tweetdomains train`` accepts; defaults are the project's CPU recipe."""
+    """Everything ``tweetdomains train`` accepts. The field defaults are the ``word`` recipe
+    (what sweeps and the Python API start from); ``tweetdomains train`` starts from
+    :data:`~tweetdomains_trainer.recipes.DEFAULT_RECIPE` instead."""
 
     store: str = field(default="var/store", metadata=flag("store URI", cli=False))
     data: list[str] | None = field(
@@ -115,10 +117,11 @@ class TrainOptions(Options):
         default=None,
         metadata=flag(
             "preset of options; explicit flags still override it. quality = the quality benchmark's "
-            "winning recipe (wordpiece vocabulary, embeddings from MiniLM; slower on CPU than the "
-            f"default): {describe('quality')}; original = the seed project's recipe, kept for comparison",
+            "winning recipe, what train trains without this flag (wordpiece vocabulary, embeddings "
+            f"from MiniLM): {describe('quality')}; word = {describe('word')} (a word vocabulary, no "
+            "MiniLM files, as a sweep); original = the seed project's recipe, kept for comparison",
             aliases=("--preset",),
-            shown="none: the defaults below",
+            shown="none: the defaults below (a sweep's; train: quality)",
         ),
     )
     vocab: VocabKind = field(

@@ -2,6 +2,8 @@
 
 Standard library only, so ``tweetdomains train --help`` can list them without loading torch.
 A preset fills the options first; flags given on the command line still override it.
+``tweetdomains train`` without ``--recipe`` trains :data:`DEFAULT_RECIPE`; the options
+dataclass's own defaults are the ``word`` recipe (what a sweep's grid starts from).
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from typing import Any
 # chosen epoch count (-> 0.611/0.354/0.739); 16 epochs, as the best epoch reached 12. Tried
 # and left out: distillation from MiniLM + LR on 20k unlabeled tweets (P@1 0.701) and starting
 # from a `tweetdomains pretrain` encoder after one LM epoch (0.585/0.286/0.715).
+# Speed (issue #16, profiled with torch.profiler on the benchmark train split): the LSTM's own
+# forward and backward are two thirds of a step, AdamW, clipping and the EMA over the 384-wide
+# table a sixth; a larger batch does not raise tweets/s, bf16 autocast on this CPU is 5x slower.
+# Smaller and faster variants lost validation F1 (15% validation carve-out, seed 0, at 0.5;
+# this recipe 0.633/0.367 micro/macro, best epoch 15): 128-wide PCA embeddings and hidden 96
+# (3x the tweets per CPU second) 0.611/0.303, hidden 64 (2x) 0.591/0.296, 128/64 at batch 128
+# (9x) 0.581/0.289, frozen embeddings with hidden 64 0.569/0.267. On a busy 2-core host, torch's
+# two threads collapse (70-870 tweets/s in one run); --threads 1 held 600-650 tweets/s.
 QUALITY: dict[str, Any] = {
     "model": "lstm",
     "vocab": "wordpiece",
@@ -68,9 +78,19 @@ ORIGINAL: dict[str, Any] = {
     "max_tokens": 64,
 }
 
-RECIPES: dict[str, dict[str, Any]] = {"quality": QUALITY, "original": ORIGINAL}
+# The options dataclass's own defaults, by name: a word vocabulary built from train (no MiniLM
+# files needed), a BiLSTM with mean+max pooling, Adam 3e-3 halved on a validation plateau.
+# Fast on tiny data; what a sweep's grid rows start from.
+WORD: dict[str, Any] = {}
+
+RECIPES: dict[str, dict[str, Any]] = {"quality": QUALITY, "word": WORD, "original": ORIGINAL}
+# What ``tweetdomains train`` trains when no --recipe is given (the demo, compose and k8s too).
+DEFAULT_RECIPE = "quality"
 
 
 def describe(name: str) -> str:
-    """``key=value`` pairs of a recipe, for ``--help``."""
-    return " ".join(f"{k.replace('_', '-')}={v}" for k, v in RECIPES[name].items())
+    """``key=value`` pairs of a recipe, for ``--help`` (``word``: "the defaults of the flags")."""
+    values = RECIPES[name]
+    if not values:
+        return "the defaults of the flags"
+    return " ".join(f"{k.replace('_', '-')}={v}" for k, v in values.items())

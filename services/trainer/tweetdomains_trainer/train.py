@@ -190,8 +190,9 @@ def train(
     )
     started = time.perf_counter()
     both = concat_splits(train_split, val_split)
+    say(f"refit: training again on train + validation ({len(both):,} tweets) for {state.best_epoch} epochs")
     seed_everything(options.seed)
-    refit = TrainingPhase.start(options, encoded, both, encoder, True, dist, device)
+    refit = TrainingPhase.start(options, encoded, both, encoder, True, dist, device, progress)
     for epoch in range(state.best_epoch):
         epoch_started = time.perf_counter()
         desc = f"refit epoch {epoch + 1}/{state.best_epoch}"
