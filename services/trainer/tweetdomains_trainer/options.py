@@ -103,9 +103,7 @@ class Options:
 
 @dataclass
 class TrainOptions(Options):
-    """Everything ``tweetdomains train`` accepts. The field defaults are the ``word`` recipe
-    (what sweeps and the Python API start from); ``tweetdomains train`` starts from
-    :data:`~tweetdomains_trainer.recipes.DEFAULT_RECIPE` instead."""
+    """Everything ``tweetdomains train`` accepts; defaults: the ``word`` recipe (the CLI: quality)."""
 
     store: str = field(default="var/store", metadata=flag("store URI", cli=False))
     data: list[str] | None = field(
