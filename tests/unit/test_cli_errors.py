@@ -103,6 +103,8 @@ COMMANDS = {
     "promote": ["some-run"],
     "sweep": ["--grid", "seed-rnn"],
     "pretrain": ["--data", "texts.txt"],
+    "teacher": ["--dry-run"],
+    "teacher-score": ["--data", "texts.txt"],
     "serve": [],
     "drift": [],
     "demo": ["--no-serve"],
