@@ -90,6 +90,8 @@ def records(n: int, seed: int, start: int = 0) -> Iterator[dict[str, Any]]:
     """``n`` realistic records, ids from ``start``: real labeled text, perturbed to be distinct."""
     labeled, unlabeled = sources()
     words = sorted({w for line in unlabeled[:20000] for w in line.split() if w.isalpha() and len(w) > 2})
+    # Without ../shared the stand-in unlabeled lines are all "word12"-like: take the labeled texts' words.
+    words = words or sorted({w for text, _ in labeled for w in text.split() if w.isalpha() and len(w) > 2})
     rng = np.random.default_rng([seed, start])
     base = rng.integers(len(labeled), size=n)
     phrase = rng.integers(len(unlabeled), size=n)

@@ -51,6 +51,9 @@ weights = float(sum(p.detach().double().sum() for p in model.parameters()))
 result = {"rank": rank, "steps": steps, "keys": sorted(keys), "tokenized": corpus.counts.tokenized}
 with open(f"{sys.argv[2]}/rank{rank}.json", "w") as out:  # one file a rank: their stdout interleaves
     json.dump({**result, "weights": weights}, out)
+# Both ranks reach the teardown together: a rank that tears gloo down while its peer still
+# talks to it can abort ("terminate called without an active exception", seen on a busy host).
+dist.barrier()
 dist.destroy_process_group()
 """
 
