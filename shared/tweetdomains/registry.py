@@ -107,6 +107,15 @@ class Registry:
             raise RegistryError(f"artifact {name!r} of run {run_id!r} does not match its manifest")
         return data
 
+    def artifacts(self, run_id: str) -> dict[str, bytes]:
+        """Every artifact the manifest lists, each checked; :class:`RegistryError` when the run is
+        absent or incomplete, a file is missing from the store or does not match the manifest."""
+        manifest = self.manifest(run_id)
+        try:
+            return {name: self.artifact(run_id, name, manifest) for name in manifest["files"]}
+        except ObjectNotFound as exc:
+            raise RegistryError(f"run {run_id!r} lacks {exc} that its manifest lists") from None
+
     def json_artifact(self, run_id: str, name: str, manifest: dict[str, Any] | None = None) -> Any:
         try:
             return json.loads(self.artifact(run_id, name, manifest))

@@ -97,8 +97,7 @@ def load_pretrained(store: ObjectStore | str, ref: str = "latest") -> Pretrained
     run_id = resolve_pretrained(store, ref)
     registry = encoder_registry(store)
     try:
-        manifest = registry.manifest(run_id)
-        files = {name: registry.artifact(run_id, name, manifest) for name in manifest["files"]}
+        files = registry.artifacts(run_id)
     except RegistryError as exc:
         raise ValueError(f"pretrained encoder: {exc}") from None
     missing = sorted({ENCODER, "vocab.json", "config.json"} - set(files))

@@ -31,7 +31,7 @@ from torch import nn
 
 from tweetdomains.metrics import binarize
 from tweetdomains.registry import WEIGHTS, Registry, RegistryError
-from tweetdomains.store import ObjectNotFound, ObjectStore
+from tweetdomains.store import ObjectStore
 from tweetdomains.text import normalize
 from tweetdomains_trainer.data import EncodedSplit
 
@@ -203,12 +203,9 @@ def load_teacher(store: ObjectStore, ref: str = "latest", device: torch.device |
     run_id = resolve_teacher(store, ref)
     registry = teacher_registry(store)
     try:
-        manifest = registry.manifest(run_id)
-        files = {name: registry.artifact(run_id, name, manifest) for name in manifest["files"]}
+        files = registry.artifacts(run_id)
     except RegistryError as exc:
         raise ValueError(f"teacher: {exc}") from None
-    except ObjectNotFound as exc:
-        raise ValueError(f"teacher {run_id!r} lacks {exc} that its manifest lists") from None
     missing = sorted({WEIGHTS, "config.json", "labels.json", "thresholds.json"} - set(files))
     if missing or not any(name.startswith(TOKENIZER_FOLDER) for name in files):
         raise ValueError(f"teacher {run_id!r} lacks {', '.join(missing) or 'its tokenizer'}")
