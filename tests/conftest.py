@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tweetdomains.settings import data_dir
@@ -60,6 +61,26 @@ def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float, log: Path | None = None) -> None:
+    """Poll ``base``/readyz until it answers 200; AssertionError (with the log's tail, if
+    given) when the process exits first or ``timeout`` seconds pass."""
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-3000:] if log is not None else ""
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited early with code {process.returncode}: {tail()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{base} not ready after {timeout} s: {tail()}")
 
 
 class S3Server:

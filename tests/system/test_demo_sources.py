@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port, write_records
+from tests.conftest import free_port, wait_ready, write_records
 from tweetdomains.simulate import generate
 
 DEMO = [sys.executable, "-m", "tweetdomains", "demo", "--limit", "300", "--epochs", "1"]
@@ -38,17 +37,7 @@ def _serve_demo(clone: Path, args: list[str], log: Path) -> dict[str, Any]:
             [*DEMO, "--port", str(port), *args], cwd=clone, env=_environment(), stdout=out, stderr=out
         )
         try:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.3)
-            else:
-                raise AssertionError(f"demo not ready: {log.read_text(errors='replace')[-3000:]}")
+            wait_ready(base, process, 300, log)
             return {"labels": httpx.get(f"{base}/labels").json(), "model": httpx.get(f"{base}/model").json()}
         finally:
             process.send_signal(signal.SIGINT)

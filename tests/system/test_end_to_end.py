@@ -6,30 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_ready
 from tweetdomains.simulate import generate
 
 DEMO = [sys.executable, "-m", "tweetdomains", "demo"]
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"demo exited early with code {process.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"API not ready after {timeout}s")
 
 
 @pytest.mark.slow
@@ -47,7 +32,7 @@ def test_demo_collects_trains_and_serves(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process, timeout=600)
+        wait_ready(base, process, timeout=600)
         batches = list(store.glob("raw/*/*/*/*/*.jsonl.gz"))
         assert len(batches) >= 2, "the collector wrote several batches"
         best = (store / "models" / "best.json").read_text()
