@@ -74,9 +74,11 @@ def soft_labels(
     batch_size: int = 128,
     precision: str = "auto",
     progress: Progress | None = None,
+    cache: bool = True,
 ) -> SoftLabels:
     """The teacher's probabilities for ``texts``: from the cache when this teacher scored these
-    texts before, else scored now and cached. ``teacher`` is a run id or ``latest``.
+    texts before, else scored now and cached (unless ``cache`` is False: a dry run writes
+    nothing). ``teacher`` is a run id or ``latest``.
 
     ValueError for an unknown teacher or no texts.
     """
@@ -100,12 +102,13 @@ def soft_labels(
     loss_fn = nn.BCEWithLogitsLoss()  # eval_step reports a loss; against all-zero targets, unread
     for rows in progress.track(list(eval_batches(split.lengths, batch_size)), "scoring"):
         _, probs[rows] = eval_step(model.model, split.batch(rows), loss_fn, resolved, precision)
-    metadata = {"teacher": run_id, "labels": json.dumps(model.labels), "texts": str(len(texts))}
-    store.put(key, save_arrays({"probs": probs.astype(np.float32)}, metadata=metadata))
+    if cache:
+        metadata = {"teacher": run_id, "labels": json.dumps(model.labels), "texts": str(len(texts))}
+        store.put(key, save_arrays({"probs": probs.astype(np.float32)}, metadata=metadata))
     seconds = time.perf_counter() - started
     progress.say(
-        f"scored {len(texts):,} texts in {seconds:.1f} s ({len(texts) / seconds:,.1f} tweets/s); "
-        f"cached at {key}"
+        f"scored {len(texts):,} texts in {seconds:.1f} s ({len(texts) / seconds:,.1f} tweets/s)"
+        + (f"; cached at {key}" if cache else "")
     )
     return SoftLabels(run_id, list(model.labels), probs, key, False, seconds)
 
