@@ -12,6 +12,16 @@ One run trains and scores, on the benchmark split (``<data>/benchmark/{train,tes
 - ``LSTM (original recipe)``: ``--recipe original``, the seed project's way (word vocabulary,
   embedding 200, hidden 100, 2 layers, last hidden state, Adam lr 0.01, 15 epochs).
 - the peers of :mod:`peers`: TF-IDF + LR, fastText ``ova``, MiniLM + LR.
+- ``MiniLM fine-tuned (teacher)``: all-MiniLM-L6-v2 fine-tuned end to end by ``tweetdomains
+  teacher`` (mean pooling + linear head) on the train part, validation carved out as for our
+  rows, scored as a peer with its own tuned thresholds. ``--teacher-store URI --teacher RUN``
+  reuses a published one (it must have been fine-tuned on this train file with
+  ``--test-percent 0`` and at least this run's validation share: checked, else the run stops);
+  without them one is fine-tuned in the run (about an hour on a 2-core CPU).
+- ``LSTM distilled (ours)``: the quality recipe with ``--teacher`` (:mod:`tweetdomains_trainer.distill`)
+  on the train part plus ``--unlabeled`` tweets (default: TweetEval's ``*_text.txt`` under the
+  data folder, capped by ``--unlabeled-limit``); 3 seeds. Its soft labels are cached in the
+  teacher's store, so a second benchmark run does not rescore them.
 
 Validation is carved out of train by content hash (15%, :func:`tweetdomains.dataset.split_of`);
 test is only scored, never used for a choice. Each row is scored twice with
@@ -27,9 +37,12 @@ A second table repeats the LSTM recipe beside TF-IDF + LR on TweetTopicXL Englis
 
 Writes ``quality.md``, ``quality.json`` and ``quality.png`` under ``--out``; the last line is
 ``lstm_micro=N lstm_macro=N lstm_p1=N best_peer_micro=N best_peer_macro=N best_peer_p1=N
-lstm_vs_minilm_speed=N``.
+lstm_vs_minilm_speed=N finetuned_micro=N finetuned_macro=N finetuned_p1=N
+lstm_vs_finetuned_speed=N distilled_micro=N distilled_macro=N distilled_p1=N`` (``best_peer_*``
+includes the fine-tuned MiniLM; ``nan`` for a skipped row).
 
     python benchmarks/quality.py [--out var/reports/quality] [--seeds 3] [--threads 2] [--dry-run]
+        [--teacher-store URI --teacher RUN] [--unlabeled PATH ...] [--unlabeled-limit N]
 """
 
 from __future__ import annotations
@@ -55,13 +68,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import FastTextPeer, MiniLMPeer, Peer, TfidfPeer
 
+from tweetdomains import codecs
 from tweetdomains.dataset import split_of
 from tweetdomains.metrics import binarize, score, tune_thresholds
 from tweetdomains.predict import Classifier, run_artifacts
 from tweetdomains.settings import data_dir
+from tweetdomains.store import open_store
 from tweetdomains.text import content_hash
+from tweetdomains_trainer.data import read_dataset
+from tweetdomains_trainer.distill import teacher_problem
 from tweetdomains_trainer.options import TrainOptions
+from tweetdomains_trainer.pretrain_corpus import read_texts
 from tweetdomains_trainer.recipes import RECIPES
+from tweetdomains_trainer.soft_labels import teacher_probs
+from tweetdomains_trainer.teacher import fine_tune
+from tweetdomains_trainer.teacher_model import (
+    load_teacher,
+    resolve_teacher,
+    teacher_registry,
+    write_tiny_bert,
+)
+from tweetdomains_trainer.teacher_options import TeacherOptions
 from tweetdomains_trainer.train import train
 
 VALIDATION_PERCENT = 15
@@ -70,6 +97,9 @@ VALIDATION_PERCENT = 15
 OURS: dict[str, Any] = dict(RECIPES["quality"])
 OURS_RNN: dict[str, Any] = {**OURS, "model": "rnn"}
 SEED_RECIPE: dict[str, Any] = dict(RECIPES["original"])
+FINETUNED = "MiniLM fine-tuned (teacher)"
+DISTILLED = "LSTM distilled (ours)"
+TWEETEVAL_TEXTS = "raw/cardiffnlp__tweeteval/datasets/*/*_text.txt"
 
 
 @dataclass
@@ -113,11 +143,11 @@ def read_split(path: Path, label_field: str = "domains") -> Split:
     return Split(texts, label_sets)
 
 
-def carve_validation(train: Split) -> tuple[Split, Split]:
+def carve_validation(train: Split, percent: int = VALIDATION_PERCENT) -> tuple[Split, Split]:
     """Train part and validation part, by content hash (stable, retweets stay together)."""
     fit, val = Split([], []), Split([], [])
     for text, names in zip(train.texts, train.label_sets, strict=True):
-        side = val if split_of(content_hash(text), 0, VALIDATION_PERCENT) == "validation" else fit
+        side = val if split_of(content_hash(text), 0, percent) == "validation" else fit
         side.texts.append(text)
         side.label_sets.append(names)
     return fit, val
@@ -146,11 +176,11 @@ def train_recurrent(
     """Train ``recipe`` with the trainer on ``data`` (validation carved by content hash, no
     test share); the classifier keeps the trainer's thresholds tuned on validation."""
     options = {
+        "validation_percent": VALIDATION_PERCENT,
         **recipe,
         "data": [str(p) for p in data],
         "label_field": label_field,
         "test_percent": 0,
-        "validation_percent": VALIDATION_PERCENT,
         "seed": seed,
         "store": store,
         "publish": False,
@@ -334,6 +364,102 @@ def peer_row(
     return row
 
 
+# ----------------------------------------------------------------------------- teacher and student
+
+
+def unlabeled_texts(patterns: Sequence[str], limit: int | None, path: Path, seed: int = 0) -> list[str]:
+    """The unlabeled tweets of ``patterns`` (a seeded sample of ``limit`` when capped) written to
+    ``path``, one a line, for the distilled rows' ``--unlabeled``; the list of that file."""
+    texts = [
+        " ".join(t.split())
+        for t in read_texts(open_store(str(path.parent / "store")), patterns, codecs.ParseStats())
+    ]
+    texts = [t for t in texts if t]
+    if limit is not None and len(texts) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(len(texts), limit, replace=False))
+        texts = [texts[i] for i in keep]
+    path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    return [str(path)]
+
+
+def prepare_teacher(
+    args: argparse.Namespace, train_file: Path, work: Path, validation_percent: int, dry_run: bool
+) -> tuple[str, str, float]:
+    """The teacher's store URI and run id, and its training seconds: ``--teacher-store`` and
+    ``--teacher`` when given (checked to have been fine-tuned on ``train_file`` with no test
+    share and a validation share covering this run's; ValueError otherwise), else one
+    fine-tuned now on the train part (a tiny BERT for a dry run)."""
+    student = TrainOptions(
+        store=str(work / "store"),
+        data=[str(train_file)],
+        test_percent=0,
+        validation_percent=validation_percent,
+    )
+    if args.teacher:
+        store = open_store(args.teacher_store)
+        run_id = resolve_teacher(store, args.teacher)
+        dataset = read_dataset(store, student.data, 0, validation_percent)[0]
+        problem = teacher_problem(store, run_id, student, dataset, dataset.labels)
+        if problem:
+            raise ValueError(
+                f"--teacher {args.teacher}: teacher {run_id} does not fit this benchmark: {problem}"
+            )
+        metrics = teacher_registry(store).json_artifact(run_id, "metrics.json")
+        print(f"  teacher: {run_id} from {store.uri} ({metrics.get('train_seconds', 0):.0f} s of training)")
+        return store.uri, run_id, float(metrics.get("train_seconds", 0.0))
+    store_uri = str(work / "teacher-store")
+    options: dict[str, Any] = {"epochs": 4}
+    if dry_run:
+        options = {
+            "model": str(write_tiny_bert(work / "tiny-bert")),
+            "max_steps": 2,
+            "max_length": 32,
+            "epochs": 1,
+        }
+    base = "a tiny BERT (dry run)" if dry_run else "all-MiniLM-L6-v2"
+    print(f"  teacher: fine-tuning {base} on the train part", flush=True)
+    started = time.perf_counter()
+    result = fine_tune(
+        TeacherOptions(
+            store=store_uri,
+            data=[str(train_file)],
+            test_percent=0,
+            validation_percent=validation_percent,
+            threads=args.threads,
+            progress=True,
+            run_id="teacher-bench",
+            **options,
+        )
+    )
+    return store_uri, result.run_id, time.perf_counter() - started
+
+
+def finetuned_row(
+    store_uri: str, run_id: str, test: Split, labels: list[str], trial: SpeedTrial, seconds: float
+) -> Row:
+    """The fine-tuned teacher scored as a peer: rule 0.5, and its thresholds tuned on its validation."""
+    store = open_store(store_uri)
+    teacher = load_teacher(store, run_id, torch.device("cpu"))
+
+    def predict(texts: list[str]) -> np.ndarray:
+        return teacher_probs(teacher, texts, torch.device("cpu"), batch_size=64)
+
+    y_test = binarize(test.label_sets, labels)
+    probs = expand(predict(test.texts), teacher.labels, labels)
+    thresholds = expand(teacher.thresholds[None, :], teacher.labels, labels)[0]
+    thresholds[thresholds == 0] = 0.5
+    plain, tuned = score_pair(y_test, probs, labels, thresholds)
+    size = sum(len(b) for b in teacher_registry(store).artifacts(run_id).values() if b)
+    row = Row(FINETUNED, [], [], [], [], [], [], [], [], size)
+    _append(row, plain, tuned, seconds)
+    trial.add(row, predict)
+    print(
+        f"    test micro {plain['micro_f1']:.3f} macro {plain['macro_f1']:.3f} P@1 {plain['p_at_1']:.3f}",
+        flush=True,
+    )
+    return row
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -389,6 +515,10 @@ def plot(rows: Sequence[Row], path: Path, title: str) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def _mean(row: Row | None, field: str) -> float:
+    return row.mean(field) if row is not None else float("nan")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--out", default="var/reports/quality", help="folder for quality.md/.json/.png")
@@ -396,7 +526,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap every recipe's epochs")
     parser.add_argument(
-        "--skip", default="", help="comma list of rows to skip: rnn,seed,fasttext,minilm,topicxl"
+        "--skip",
+        default="",
+        help="comma list of rows to skip: rnn,seed,fasttext,minilm,finetuned,distilled,topicxl",
+    )
+    parser.add_argument(
+        "--validation-percent",
+        type=int,
+        default=VALIDATION_PERCENT,
+        help=f"share of train carved out as validation for every row (default {VALIDATION_PERCENT})",
+    )
+    parser.add_argument(
+        "--teacher-store", default=None, help="store URI holding a published teacher to reuse"
+    )
+    parser.add_argument(
+        "--teacher",
+        default=None,
+        metavar="RUN",
+        help="teacher run id (or latest) in --teacher-store, fine-tuned on this train file with "
+        "--test-percent 0; default: fine-tune one in the run",
+    )
+    parser.add_argument(
+        "--unlabeled",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help=f"unlabeled tweets for the distilled rows (default: <data>/{TWEETEVAL_TEXTS})",
+    )
+    parser.add_argument(
+        "--unlabeled-limit", type=int, default=None, help="a seeded sample of this many unlabeled tweets"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="tiny data, 1 seed, 1 epoch: checks the plumbing"
@@ -404,6 +562,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.threads < 1:
         parser.error("--seeds and --threads must be at least 1")
+    if bool(args.teacher) != bool(args.teacher_store):
+        parser.error("--teacher and --teacher-store go together")
+    if not 0 < args.validation_percent < 100:
+        parser.error("--validation-percent must be in (0, 100)")
     torch.set_num_threads(args.threads)
     root = data_dir()
     bench = root / "benchmark"
@@ -424,8 +586,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         train, test = read_split(train_file), Split(test.texts[:100], test.label_sets[:100])
         seeds, cap = [0], 1
         skip |= {"minilm", "topicxl"}
+        args.unlabeled_limit = min(args.unlabeled_limit or 64, 64)
 
-    fit, val = carve_validation(train)
+    fit, val = carve_validation(train, args.validation_percent)
     # Scored over every label of train or test, as the reference figures are.
     labels = sorted({n for s in (train, test) for names in s.label_sets for n in names})
     print(
@@ -434,16 +597,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.perf_counter()
     ours = [train_file]
+    split_options = {"validation_percent": args.validation_percent}
+    recipe, recipe_rnn, recipe_seed = ({**r, **split_options} for r in (OURS, OURS_RNN, SEED_RECIPE))
+    teacher: tuple[str, str, float] | None = None
+    if not {"finetuned", "distilled"} <= skip:
+        try:
+            teacher = prepare_teacher(args, train_file, work, args.validation_percent, args.dry_run)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     # The default serving (float32) is the LSTM row; bfloat16 serving of the same models beside it.
     bfloat16 = Row("LSTM (ours), bfloat16 serving", [], [], [], [], [], [], [], [], 0)
     trial = SpeedTrial()
     lstm = recurrent_row(
-        "LSTM (ours)", OURS, ours, test, labels, seeds, store, trial, max_epochs=cap, bfloat16_row=bfloat16
+        "LSTM (ours)", recipe, ours, test, labels, seeds, store, trial, max_epochs=cap, bfloat16_row=bfloat16
     )
     rows = [lstm, bfloat16]
     if "rnn" not in skip:
         rows.append(
-            recurrent_row("RNN (ours)", OURS_RNN, ours, test, labels, seeds, store, trial, max_epochs=cap)
+            recurrent_row("RNN (ours)", recipe_rnn, ours, test, labels, seeds, store, trial, max_epochs=cap)
         )
     print("  peers: TF-IDF + LR")
     rows.append(peer_row(TfidfPeer, train, fit, val, test, labels, trial))
@@ -458,9 +630,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "seed" not in skip:
         rows.append(
             recurrent_row(
-                "LSTM (original recipe)", SEED_RECIPE, ours, test, labels, seeds, store, trial, max_epochs=cap
+                "LSTM (original recipe)", recipe_seed, ours, test, labels, seeds, store, trial, max_epochs=cap
             )
         )
+    distilled: Row | None = None
+    if teacher is not None and "finetuned" not in skip:
+        print(f"  peers: {FINETUNED}")
+        rows.append(finetuned_row(teacher[0], teacher[1], test, labels, trial, teacher[2]))
+    if teacher is not None and "distilled" not in skip:
+        patterns = args.unlabeled or [str(p) for p in sorted(root.glob(TWEETEVAL_TEXTS))]
+        if patterns:
+            unlabeled = unlabeled_texts(patterns, args.unlabeled_limit, work / "unlabeled.txt")
+        else:
+            unlabeled = []
+            print(f"  no unlabeled tweets under {root / TWEETEVAL_TEXTS}: distilling on the labeled ones")
+        student = {**recipe, "teacher": teacher[1], "unlabeled": unlabeled or None}
+        distilled = recurrent_row(
+            DISTILLED, student, ours, test, labels, seeds, teacher[0], trial, max_epochs=cap
+        )
+        rows.append(distilled)
     print("  speed, every model in turn:", flush=True)
     trial.run(test.texts, warmup=train.texts[:64])
 
@@ -503,10 +691,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    peers = [r for r in rows if r.name in (TfidfPeer.name, FastTextPeer.name, MiniLMPeer.name)]
+    peers = [r for r in rows if r.name in (TfidfPeer.name, FastTextPeer.name, MiniLMPeer.name, FINETUNED)]
     minilm = next((r for r in rows if r.name == MiniLMPeer.name), None)
+    finetuned = next((r for r in rows if r.name == FINETUNED), None)
     speed_ratio = (
         lstm.mean("tweets_per_second") / minilm.mean("tweets_per_second") if minilm else float("nan")
+    )
+    served = distilled or lstm  # the distilled LSTM is the model that would ship
+    finetuned_ratio = (
+        served.mean("tweets_per_second") / finetuned.mean("tweets_per_second") if finetuned else float("nan")
     )
     table = markdown_table(rows)
     text = (
@@ -527,6 +720,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(
             {
                 "recipe": OURS,
+                "validation_percent": args.validation_percent,
+                "teacher": {"store": teacher[0], "run_id": teacher[1]} if teacher else None,
                 "rows": [asdict(r) for r in rows],
                 "topicxl": [asdict(r) for r in xl_rows],
                 "seeds": seeds,
@@ -543,7 +738,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"lstm_micro={lstm.mean('micro'):.3f} lstm_macro={lstm.mean('macro'):.3f} "
         f"lstm_p1={lstm.mean('p1'):.3f} best_peer_micro={best['micro']:.3f} "
         f"best_peer_macro={best['macro']:.3f} best_peer_p1={best['p1']:.3f} "
-        f"lstm_vs_minilm_speed={speed_ratio:.1f}"
+        f"lstm_vs_minilm_speed={speed_ratio:.1f} "
+        f"finetuned_micro={_mean(finetuned, 'micro'):.3f} finetuned_macro={_mean(finetuned, 'macro'):.3f} "
+        f"finetuned_p1={_mean(finetuned, 'p1'):.3f} lstm_vs_finetuned_speed={finetuned_ratio:.1f} "
+        f"distilled_micro={_mean(distilled, 'micro'):.3f} distilled_macro={_mean(distilled, 'macro'):.3f} "
+        f"distilled_p1={_mean(distilled, 'p1'):.3f}"
     )
     return 0
 
