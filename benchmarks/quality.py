@@ -367,14 +367,24 @@ def peer_row(
 # ----------------------------------------------------------------------------- teacher and student
 
 
-def unlabeled_texts(patterns: Sequence[str], limit: int | None, path: Path, seed: int = 0) -> list[str]:
+def unlabeled_texts(
+    patterns: Sequence[str], limit: int | None, path: Path, test: Split, seed: int = 0
+) -> list[str]:
     """The unlabeled tweets of ``patterns`` (a seeded sample of ``limit`` when capped) written to
-    ``path``, one a line, for the distilled rows' ``--unlabeled``; the list of that file."""
+    ``path``, one a line, for the distilled rows' ``--unlabeled``; the list of that file.
+
+    Tweets whose content matches a test tweet are left out here: the trainer drops copies of
+    its own data's tweets, but the test split is a file it never reads.
+    """
     texts = [
         " ".join(t.split())
         for t in read_texts(open_store(str(path.parent / "store")), patterns, codecs.ParseStats())
     ]
-    texts = [t for t in texts if t]
+    tested = {content_hash(t) for t in test.texts}
+    kept = [t for t in texts if t and content_hash(t) not in tested]
+    left_out = len(texts) - len(kept)
+    print(f"  unlabeled: {len(kept):,} of {len(texts):,} tweets ({left_out:,} empty or test tweets left out)")
+    texts = kept
     if limit is not None and len(texts) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(texts), limit, replace=False))
         texts = [texts[i] for i in keep]
@@ -640,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if teacher is not None and "distilled" not in skip:
         patterns = args.unlabeled or [str(p) for p in sorted(root.glob(TWEETEVAL_TEXTS))]
         if patterns:
-            unlabeled = unlabeled_texts(patterns, args.unlabeled_limit, work / "unlabeled.txt")
+            unlabeled = unlabeled_texts(patterns, args.unlabeled_limit, work / "unlabeled.txt", test)
         else:
             unlabeled = []
             print(f"  no unlabeled tweets under {root / TWEETEVAL_TEXTS}: distilling on the labeled ones")
