@@ -35,7 +35,9 @@ measured once every model of a table is trained, the models taking turns (:class
 A second table repeats the LSTM recipe beside TF-IDF + LR on TweetTopicXL English (train 180
 + validation 20, from which the trainer carves its validation share; test 800; 19 topics).
 
-Writes ``quality.md``, ``quality.json`` and ``quality.png`` under ``--out``; the last line is
+The rows, the speed trial and the table live in :mod:`quality_rows`, the teacher's and the
+distilled student's parts in :mod:`distilled`. Writes ``quality.md``, ``quality.json`` and
+``quality.png`` under ``--out``; the last line is
 ``lstm_micro=N lstm_macro=N lstm_p1=N best_peer_micro=N best_peer_macro=N best_peer_p1=N
 lstm_vs_minilm_speed=N finetuned_micro=N finetuned_macro=N finetuned_p1=N
 lstm_vs_finetuned_speed=N distilled_micro=N distilled_macro=N distilled_p1=N`` (``best_peer_*``
@@ -52,12 +54,11 @@ import copy
 import itertools
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,100 +67,35 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import FastTextPeer, MiniLMPeer, Peer, TfidfPeer
+from distilled import DISTILLED, FINETUNED, TWEETEVAL_TEXTS, finetuned_row, prepare_teacher, unlabeled_texts
+from peers import FastTextPeer, MiniLMPeer, TfidfPeer
+from quality_rows import (
+    VALIDATION_PERCENT,
+    Row,
+    SpeedTrial,
+    Split,
+    append_scores,
+    carve_validation,
+    expand,
+    markdown_table,
+    peer_row,
+    plot,
+    read_split,
+    score_pair,
+)
 
-from tweetdomains import codecs
-from tweetdomains.dataset import split_of
-from tweetdomains.metrics import binarize, score, tune_thresholds
+from tweetdomains.metrics import binarize
 from tweetdomains.predict import Classifier, run_artifacts
 from tweetdomains.settings import data_dir
-from tweetdomains.store import open_store
-from tweetdomains.text import content_hash
-from tweetdomains_trainer.data import read_dataset
-from tweetdomains_trainer.distill import teacher_problem
 from tweetdomains_trainer.options import TrainOptions
-from tweetdomains_trainer.pretrain_corpus import read_texts
 from tweetdomains_trainer.recipes import RECIPES
-from tweetdomains_trainer.soft_labels import teacher_probs
-from tweetdomains_trainer.teacher import fine_tune
-from tweetdomains_trainer.teacher_model import (
-    load_teacher,
-    resolve_teacher,
-    teacher_registry,
-    write_tiny_bert,
-)
-from tweetdomains_trainer.teacher_options import TeacherOptions
 from tweetdomains_trainer.train import train
 
-VALIDATION_PERCENT = 15
 # Our rows are the trainer's own recipes (tweetdomains_trainer.recipes), trained by its
 # ``train()``: what the benchmark scores is what ``tweetdomains train --recipe ...`` publishes.
 OURS: dict[str, Any] = dict(RECIPES["quality"])
 OURS_RNN: dict[str, Any] = {**OURS, "model": "rnn"}
 SEED_RECIPE: dict[str, Any] = dict(RECIPES["original"])
-FINETUNED = "MiniLM fine-tuned (teacher)"
-DISTILLED = "LSTM distilled (ours)"
-TWEETEVAL_TEXTS = "raw/cardiffnlp__tweeteval/datasets/*/*_text.txt"
-
-
-@dataclass
-class Split:
-    texts: list[str]
-    label_sets: list[list[str]]
-
-
-@dataclass
-class Row:
-    """One model's figures on the test split (lists: one entry per seed)."""
-
-    name: str
-    micro: list[float]
-    macro: list[float]
-    p1: list[float]
-    micro_tuned: list[float]
-    macro_tuned: list[float]
-    p1_tuned: list[float]
-    train_seconds: list[float]
-    tweets_per_second: list[float]
-    size_bytes: int
-
-    def mean(self, field: str) -> float:
-        return float(statistics.fmean(getattr(self, field)))
-
-    def spread(self, field: str) -> float:
-        values = getattr(self, field)
-        return float(statistics.pstdev(values)) if len(values) > 1 else 0.0
-
-
-def read_split(path: Path, label_field: str = "domains") -> Split:
-    """The labeled tweets of a JSONL file (labels in ``label_field``; unlabeled lines skipped)."""
-    texts, label_sets = [], []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            obj = json.loads(line)
-            if obj.get(label_field):
-                texts.append(obj["text"])
-                label_sets.append(list(obj[label_field]))
-    return Split(texts, label_sets)
-
-
-def carve_validation(train: Split, percent: int = VALIDATION_PERCENT) -> tuple[Split, Split]:
-    """Train part and validation part, by content hash (stable, retweets stay together)."""
-    fit, val = Split([], []), Split([], [])
-    for text, names in zip(train.texts, train.label_sets, strict=True):
-        side = val if split_of(content_hash(text), 0, percent) == "validation" else fit
-        side.texts.append(text)
-        side.label_sets.append(names)
-    return fit, val
-
-
-def expand(probs: np.ndarray, model_labels: Sequence[str], labels: Sequence[str]) -> np.ndarray:
-    """Probabilities in ``labels`` order; labels the model does not know score 0."""
-    column = {name: i for i, name in enumerate(labels)}
-    out = np.zeros((len(probs), len(labels)), dtype=np.float32)
-    for j, name in enumerate(model_labels):
-        out[:, column[name]] = probs[:, j]
-    return out
 
 
 # ----------------------------------------------------------------------------- our recurrent models
@@ -201,62 +137,6 @@ def artifact_size(classifier: Classifier) -> int:
     """Bytes of the run as the trainer publishes it (weights, vocabulary, config, labels...)."""
     files = run_artifacts(classifier.model, classifier.vocab, classifier.labels, classifier.thresholds, {})
     return sum(len(b) for b in files.values())
-
-
-Predict = Callable[[list[str]], np.ndarray]
-
-
-def tweets_per_second(
-    predict: Predict, texts: list[str], min_seconds: float = 3.0, max_passes: int = 7
-) -> float:
-    """Raw tweets in, probabilities out: the median pass over ``texts``.
-
-    Passes are repeated until ``min_seconds`` have gone by (at most ``max_passes``). A fast
-    model's single pass lasts under a second, where one scheduler hiccup moves it by a
-    quarter; a slow one's single pass already spans the minimum.
-    """
-    speeds: list[float] = []
-    spent = 0.0
-    while not speeds or (spent < min_seconds and len(speeds) < max_passes):
-        started = time.perf_counter()
-        predict(texts)
-        seconds = max(time.perf_counter() - started, 1e-9)
-        spent += seconds
-        speeds.append(len(texts) / seconds)
-    return statistics.median(speeds)
-
-
-class SpeedTrial:
-    """Every trained model of a table, timed side by side once all are trained.
-
-    Timing each model just after its training would compare minutes apart on a shared
-    machine whose speed drifts by a fifth over a run. Here the models take turns, round
-    after round, and each keeps the median of its rounds; one entry per trained model
-    (per seed), so a row's speed is the mean over its seeds like its other figures.
-    """
-
-    def __init__(self) -> None:
-        self.entries: list[tuple[Row, Predict]] = []
-
-    def add(self, row: Row, predict: Predict) -> None:
-        self.entries.append((row, predict))
-
-    def run(self, texts: list[str], warmup: list[str], rounds: int = 3) -> None:
-        for _, predict in self.entries:
-            predict(warmup)  # first-call allocations are not speed
-        speeds: list[list[float]] = [[] for _ in self.entries]
-        for _ in range(rounds):
-            for (_, predict), measured in zip(self.entries, speeds, strict=True):
-                measured.append(tweets_per_second(predict, texts))
-        for (row, _), measured in zip(self.entries, speeds, strict=True):
-            row.tweets_per_second.append(statistics.median(measured))
-            print(f"  speed: {row.name}: {row.tweets_per_second[-1]:.0f} tweets/s", flush=True)
-
-
-def score_pair(
-    y_test: np.ndarray, probs: np.ndarray, labels: list[str], thresholds: np.ndarray | float
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    return score(y_test, probs, labels), score(y_test, probs, labels, thresholds)
 
 
 def recurrent_row(
@@ -306,220 +186,13 @@ def _score_classifier(
     thresholds = expand(classifier.thresholds[None, :], classifier.labels, labels)[0]
     thresholds[thresholds == 0] = 0.5
     plain, tuned = score_pair(y_test, probs, labels, thresholds)
-    _append(row, plain, tuned, seconds)
+    append_scores(row, plain, tuned, seconds)
     row.size_bytes = artifact_size(classifier)
     print(
         f"    test micro {plain['micro_f1']:.3f} macro {plain['macro_f1']:.3f} P@1 {plain['p_at_1']:.3f}",
         flush=True,
     )
     return probs
-
-
-def _append(row: Row, plain: dict[str, Any], tuned: dict[str, Any], seconds: float) -> None:
-    row.micro.append(plain["micro_f1"])
-    row.macro.append(plain["macro_f1"])
-    row.p1.append(plain["p_at_1"])
-    row.micro_tuned.append(tuned["micro_f1"])
-    row.macro_tuned.append(tuned["macro_f1"])
-    row.p1_tuned.append(tuned["p_at_1"])
-    row.train_seconds.append(seconds)
-
-
-def peer_row(
-    peer_factory: Callable[[], Peer],
-    train: Split,
-    fit: Split,
-    val: Split,
-    test: Split,
-    labels: list[str],
-    trial: SpeedTrial,
-) -> Row:
-    """Rule-0.5 figures from a peer fitted on all of train (the one ``trial`` times); tuned
-    ones from one fitted on the train part with thresholds tuned on validation."""
-    y_test = binarize(test.label_sets, labels)
-    full = peer_factory()
-    started = time.perf_counter()
-    full.fit(train.texts, train.label_sets, labels)
-    seconds = time.perf_counter() - started
-    probs = full.predict_proba(test.texts)
-
-    def uncached(texts: list[str]) -> np.ndarray:
-        # MiniLM's embedding cache saves encoding a tweet twice while scoring; a timed pass
-        # must encode every tweet, as a server would.
-        if isinstance(full, MiniLMPeer):
-            for text in texts:
-                full.cache.pop(text, None)
-        return full.predict_proba(texts)
-
-    part = peer_factory()
-    if isinstance(full, MiniLMPeer) and isinstance(part, MiniLMPeer):
-        part.cache, part._encoder = full.cache, full._encoder  # one encoding per tweet
-    part.fit(fit.texts, fit.label_sets, labels)
-    thresholds = tune_thresholds(binarize(val.label_sets, labels), part.predict_proba(val.texts))
-    plain = score(y_test, probs, labels)
-    tuned = score(y_test, part.predict_proba(test.texts), labels, thresholds)
-    row = Row(full.name, [], [], [], [], [], [], [], [], full.size_bytes())
-    _append(row, plain, tuned, seconds)
-    trial.add(row, uncached)
-    return row
-
-
-# ----------------------------------------------------------------------------- teacher and student
-
-
-def unlabeled_texts(
-    patterns: Sequence[str], limit: int | None, path: Path, test: Split, seed: int = 0
-) -> list[str]:
-    """The unlabeled tweets of ``patterns`` (a seeded sample of ``limit`` when capped) written to
-    ``path``, one a line, for the distilled rows' ``--unlabeled``; the list of that file.
-
-    Tweets whose content matches a test tweet are left out here: the trainer drops copies of
-    its own data's tweets, but the test split is a file it never reads.
-    """
-    texts = [
-        " ".join(t.split())
-        for t in read_texts(open_store(str(path.parent / "store")), patterns, codecs.ParseStats())
-    ]
-    tested = {content_hash(t) for t in test.texts}
-    kept = [t for t in texts if t and content_hash(t) not in tested]
-    left_out = len(texts) - len(kept)
-    print(f"  unlabeled: {len(kept):,} of {len(texts):,} tweets ({left_out:,} empty or test tweets left out)")
-    texts = kept
-    if limit is not None and len(texts) > limit:
-        keep = np.sort(np.random.default_rng(seed).choice(len(texts), limit, replace=False))
-        texts = [texts[i] for i in keep]
-    path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-    return [str(path)]
-
-
-def prepare_teacher(
-    args: argparse.Namespace, train_file: Path, work: Path, validation_percent: int, dry_run: bool
-) -> tuple[str, str, float]:
-    """The teacher's store URI and run id, and its training seconds: ``--teacher-store`` and
-    ``--teacher`` when given (checked to have been fine-tuned on ``train_file`` with no test
-    share and a validation share covering this run's; ValueError otherwise), else one
-    fine-tuned now on the train part (a tiny BERT for a dry run)."""
-    student = TrainOptions(
-        store=str(work / "store"),
-        data=[str(train_file)],
-        test_percent=0,
-        validation_percent=validation_percent,
-    )
-    if args.teacher:
-        store = open_store(args.teacher_store)
-        run_id = resolve_teacher(store, args.teacher)
-        dataset = read_dataset(store, student.data, 0, validation_percent)[0]
-        problem = teacher_problem(store, run_id, student, dataset, dataset.labels)
-        if problem:
-            raise ValueError(
-                f"--teacher {args.teacher}: teacher {run_id} does not fit this benchmark: {problem}"
-            )
-        metrics = teacher_registry(store).json_artifact(run_id, "metrics.json")
-        print(f"  teacher: {run_id} from {store.uri} ({metrics.get('train_seconds', 0):.0f} s of training)")
-        return store.uri, run_id, float(metrics.get("train_seconds", 0.0))
-    store_uri = str(work / "teacher-store")
-    options: dict[str, Any] = {"epochs": 4}
-    if dry_run:
-        options = {
-            "model": str(write_tiny_bert(work / "tiny-bert")),
-            "max_steps": 2,
-            "max_length": 32,
-            "epochs": 1,
-        }
-    base = "a tiny BERT (dry run)" if dry_run else "all-MiniLM-L6-v2"
-    print(f"  teacher: fine-tuning {base} on the train part", flush=True)
-    started = time.perf_counter()
-    result = fine_tune(
-        TeacherOptions(
-            store=store_uri,
-            data=[str(train_file)],
-            test_percent=0,
-            validation_percent=validation_percent,
-            threads=args.threads,
-            progress=True,
-            run_id="teacher-bench",
-            **options,
-        )
-    )
-    return store_uri, result.run_id, time.perf_counter() - started
-
-
-def finetuned_row(
-    store_uri: str, run_id: str, test: Split, labels: list[str], trial: SpeedTrial, seconds: float
-) -> Row:
-    """The fine-tuned teacher scored as a peer: rule 0.5, and its thresholds tuned on its validation."""
-    store = open_store(store_uri)
-    teacher = load_teacher(store, run_id, torch.device("cpu"))
-
-    def predict(texts: list[str]) -> np.ndarray:
-        return teacher_probs(teacher, texts, torch.device("cpu"), batch_size=64)
-
-    y_test = binarize(test.label_sets, labels)
-    probs = expand(predict(test.texts), teacher.labels, labels)
-    thresholds = expand(teacher.thresholds[None, :], teacher.labels, labels)[0]
-    thresholds[thresholds == 0] = 0.5
-    plain, tuned = score_pair(y_test, probs, labels, thresholds)
-    size = sum(len(b) for b in teacher_registry(store).artifacts(run_id).values() if b)
-    row = Row(FINETUNED, [], [], [], [], [], [], [], [], size)
-    _append(row, plain, tuned, seconds)
-    trial.add(row, predict)
-    print(
-        f"    test micro {plain['micro_f1']:.3f} macro {plain['macro_f1']:.3f} P@1 {plain['p_at_1']:.3f}",
-        flush=True,
-    )
-    return row
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def _cell(row: Row, field: str) -> str:
-    if len(getattr(row, field)) > 1:
-        return f"{row.mean(field):.3f} ± {row.spread(field):.3f}"
-    return f"{row.mean(field):.3f}"
-
-
-def markdown_table(rows: Sequence[Row]) -> str:
-    head = (
-        "| model | micro-F1 | macro-F1 | P@1 | micro-F1 (tuned) | macro-F1 (tuned) | P@1 (tuned) "
-        "| train s | tweets/s | size MB |\n|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = [
-        f"| {r.name} | {_cell(r, 'micro')} | {_cell(r, 'macro')} | {_cell(r, 'p1')} | "
-        f"{_cell(r, 'micro_tuned')} | {_cell(r, 'macro_tuned')} | {_cell(r, 'p1_tuned')} | "
-        f"{r.mean('train_seconds'):.0f} | {r.mean('tweets_per_second'):.0f} | {r.size_bytes / 1e6:.1f} |"
-        for r in rows
-    ]
-    return head + "\n".join(lines) + "\n"
-
-
-def plot(rows: Sequence[Row], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [("micro", "micro-F1"), ("macro", "macro-F1"), ("p1", "P@1")]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / max(len(rows), 1)
-    for i, row in enumerate(rows):
-        xs = np.arange(len(metrics)) + i * width
-        ax.bar(
-            xs,
-            [row.mean(m) for m, _ in metrics],
-            width,
-            yerr=[row.spread(m) for m, _ in metrics],
-            label=row.name,
-            capsize=2,
-        )
-    ax.set_xticks(np.arange(len(metrics)) + width * (len(rows) - 1) / 2)
-    ax.set_xticklabels([label for _, label in metrics])
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- main
