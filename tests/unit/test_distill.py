@@ -66,14 +66,18 @@ def _student(setup: dict[str, Any], run_id: str, **extra: Any) -> TrainOptions:
 
 
 def test_the_student_distils_labeled_and_unlabeled_tweets_and_a_retrain_reads_the_cache(
-    setup: dict[str, Any],
+    setup: dict[str, Any], capfd: pytest.CaptureFixture[str]
 ) -> None:
     store: ObjectStore = setup["store"]
+    # teacher-score on the same file beforehand: train then reads the unlabeled tweets' scores.
+    score = ["teacher-score", "--store", store.uri, "--data", setup["unlabeled"], "--no-progress"]
+    assert cli_main([*score, "--threads", "1"]) == 0
+    capfd.readouterr()
     options = _student(setup, "student-1", teacher="latest", unlabeled=[setup["unlabeled"]])
     result = train(options, store)
     assert result.published
     distilled = result.metrics["lineage"]["distillation"]
-    assert distilled["teacher"] == "teacher-d1" and not distilled["soft_labels_cached"]
+    assert distilled["teacher"] == "teacher-d1" and distilled["soft_labels_cached"] == [False, True]
     # 4 copies of labeled tweets (3 validation, 1 test retweeted) and 2 repeats dropped.
     assert distilled["unlabeled"] == {
         "read": setup["fresh"] + 6,
@@ -81,8 +85,8 @@ def test_the_student_distils_labeled_and_unlabeled_tweets_and_a_retrain_reads_th
         "labeled": 4,
         "kept": setup["fresh"],
     }
-    assert store.exists(distilled["soft_labels"]) and distilled["soft_labels"].startswith(
-        "teachers/teacher-d1/"
+    assert all(
+        store.exists(key) and key.startswith("teachers/teacher-d1/") for key in distilled["soft_labels"]
     )
     # The retrain must not rescore: with the teacher's weights gone it could not.
     weights = "teachers/teacher-d1/model.safetensors"
@@ -94,7 +98,7 @@ def test_the_student_distils_labeled_and_unlabeled_tweets_and_a_retrain_reads_th
         )
     finally:
         store.put(weights, saved)
-    assert again.metrics["lineage"]["distillation"]["soft_labels_cached"]
+    assert again.metrics["lineage"]["distillation"]["soft_labels_cached"] == [True, True]
     assert again.metrics["lineage"]["distillation"]["soft_labels"] == distilled["soft_labels"]
 
 

@@ -9,9 +9,12 @@ unlabeled tweets (``--unlabeled``) are read as ``teacher-score`` reads them; exa
 any tweet whose content key (:func:`tweetdomains.text.content_hash`) is one of the labeled
 data's, in any split, are dropped, so no validation or test tweet comes back as unlabeled.
 
-The teacher scores, in one :func:`~.soft_labels.soft_labels` call (cached in the store, so a
-retrain with the same data and teacher never rescores): the train tweets, the validation
-tweets (for the refit, which trains on train + validation), then the unlabeled ones.
+The teacher scores, through :func:`~.soft_labels.soft_labels` (cached in the store, so a
+retrain with the same data and teacher never rescores), the train and validation tweets (the
+refit trains on both) in one call, and the unlabeled tweets in another, as the list
+``teacher-score --data`` makes of the same files (each text once, in file order): a
+``teacher-score`` run beforehand fills the cache ``train`` then reads. The tweets dropped from
+that list are dropped after scoring.
 """
 
 from __future__ import annotations
@@ -142,62 +145,68 @@ def prepare_distillation(
     problem = teacher_problem(store, run_id, options, dataset, encoded.labels)
     if problem:
         raise ValueError(f"--teacher {options.teacher}: teacher {run_id} cannot teach this run: {problem}")
-    unlabeled, counts = read_unlabeled(store, options.unlabeled or [], dataset)
+    unlabeled, kept, counts = read_unlabeled(store, options.unlabeled or [], dataset)
     if options.unlabeled:
         say(
             f"unlabeled: {counts['kept']:,} tweets kept of {counts['read']:,} read "
             f"({counts['repeats']:,} repeats, {counts['labeled']:,} of the labeled data's tweets dropped)"
         )
     train_rows = np.arange(len(encoded.train))
-    train_texts = [r.text for r in dataset.train]
-    val_texts = [r.text for r in dataset.validation]
+    labeled_texts = [r.text for r in dataset.train] + [r.text for r in dataset.validation]
     if options.dry_run:  # one batch: score a few rows, cache nothing
         train_rows = train_rows[:DRY_RUN_ROWS]
-        train_texts, val_texts, unlabeled = (
-            train_texts[:DRY_RUN_ROWS],
-            val_texts[:1],
-            unlabeled[:DRY_RUN_ROWS],
-        )
-    texts = train_texts + val_texts + unlabeled
-    say(f"soft labels: teacher {run_id} for {len(texts):,} tweets (train, validation, unlabeled)")
-    scored = soft_labels(
-        store,
-        run_id,
-        texts,
-        options.device,
-        precision=options.precision,
-        progress=progress,
-        cache=not options.dry_run,
+        labeled_texts = labeled_texts[:DRY_RUN_ROWS] + labeled_texts[len(dataset.train) :][:1]
+        unlabeled, kept = unlabeled[:DRY_RUN_ROWS], kept[kept < DRY_RUN_ROWS]
+    n_train, n_val = len(train_rows), len(labeled_texts) - len(train_rows)
+    say(
+        f"soft labels: teacher {run_id} for {len(labeled_texts):,} labeled and "
+        f"{len(unlabeled):,} unlabeled tweets"
     )
-    probs = map_labels(scored.probs, scored.labels, encoded.labels)
-    n_train, n_val = len(train_texts), len(val_texts)
+    scored = [
+        soft_labels(
+            store,
+            run_id,
+            texts,
+            options.device,
+            precision=options.precision,
+            progress=progress,
+            cache=not options.dry_run,
+        )
+        for texts in (labeled_texts, unlabeled)
+        if texts
+    ]
+    labeled_probs = map_labels(scored[0].probs, scored[0].labels, encoded.labels)
+    unlabeled_probs = (
+        map_labels(scored[1].probs, scored[1].labels, encoded.labels)[kept]
+        if len(scored) > 1
+        else np.zeros((0, len(encoded.labels)), np.float32)
+    )
+    texts = [unlabeled[i] for i in kept]
     extra = encode_split(
-        [tokenize(normalize(text)) for text in unlabeled],
-        [()] * len(unlabeled),
+        [tokenize(normalize(text)) for text in texts],
+        [()] * len(texts),
         encoded.vocab,
         encoded.labels,
         encoded.max_tokens,
     )
     train = _with_soft(
         concat_splits(take_rows(encoded.train, train_rows), extra),
-        np.concatenate([probs[:n_train], probs[n_train + n_val :]]),
-        np.arange(n_train + len(unlabeled)) < n_train,
+        np.concatenate([labeled_probs[:n_train], unlabeled_probs]),
+        np.arange(n_train + len(texts)) < n_train,
     )
     validation = _with_soft(
-        take_rows(encoded.validation, np.arange(n_val)),
-        probs[n_train : n_train + n_val],
-        np.ones(n_val, bool),
+        take_rows(encoded.validation, np.arange(n_val)), labeled_probs[n_train:], np.ones(n_val, bool)
     )
     summary = {
         "teacher": run_id,
         "distill_weight": options.distill_weight,
         "temperature": options.temperature,
         "unlabeled": counts,
-        "soft_labels": scored.key,
-        "soft_labels_cached": scored.cached,
+        "soft_labels": [one.key for one in scored],
+        "soft_labels_cached": [one.cached for one in scored],
     }
     say(
-        f"distillation: {n_train:,} labeled + {len(unlabeled):,} unlabeled tweets, weight "
+        f"distillation: {n_train:,} labeled + {len(texts):,} unlabeled tweets, weight "
         f"{options.distill_weight}, temperature {options.temperature}"
     )
     return Distillation(train, validation, summary)
@@ -205,32 +214,34 @@ def prepare_distillation(
 
 def read_unlabeled(
     store: ObjectStore, patterns: Sequence[str], dataset: Dataset
-) -> tuple[list[str], dict[str, int]]:
-    """The unlabeled tweets of ``patterns``, once each by content, none of the labeled data's
-    (any split); and the counts of what was read and dropped."""
+) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """The texts of ``patterns`` as ``teacher-score`` lists them (each exact text once, in file
+    order), the indices of those kept (once each by content, none of the labeled data's, any
+    split), and the counts of what was read and dropped."""
     counts = {"read": 0, "repeats": 0, "labeled": 0, "kept": 0}
     if not patterns:
-        return [], counts
+        return [], np.zeros(0, dtype=np.int64), counts
     labeled = {
         content_hash(r.text) for split in (dataset.train, dataset.validation, dataset.test) for r in split
     }
-    seen: set[str] = set()
-    kept: list[str] = []
     try:
-        for text in read_texts(store, patterns, codecs.ParseStats()):
-            counts["read"] += 1
-            key = content_hash(text)
-            if key in labeled:
-                counts["labeled"] += 1
-            elif key in seen:
-                counts["repeats"] += 1
-            else:
-                seen.add(key)
-                kept.append(text)
+        lines = list(read_texts(store, patterns, codecs.ParseStats()))
     except FileNotFoundError as exc:
         raise ValueError(f"--unlabeled: {exc}") from None
+    texts = list(dict.fromkeys(lines))
+    seen: set[str] = set()
+    kept: list[int] = []
+    for i, text in enumerate(texts):
+        key = content_hash(text)
+        if key in labeled:
+            counts["labeled"] += 1
+        elif key not in seen:
+            seen.add(key)
+            kept.append(i)
+    counts["read"] = len(lines)
     counts["kept"] = len(kept)
-    return kept, counts
+    counts["repeats"] = len(lines) - counts["labeled"] - len(kept)
+    return texts, np.asarray(kept, dtype=np.int64), counts
 
 
 def _with_soft(split: EncodedSplit, soft: np.ndarray, labeled: np.ndarray) -> DistillSplit:
