@@ -44,10 +44,12 @@ def unlabeled_texts(
     ``path``, one a line, for the distilled rows' ``--unlabeled``; the list of that file.
 
     Tweets whose content matches a test tweet are left out here: the trainer drops copies of
-    its own data's tweets, but the test split is a file it never reads.
+    its own data's tweets, but the test split is a file it never reads. Otherwise the texts stay
+    as read, in order, so an uncapped ``.txt`` already scored by ``teacher-score`` on the
+    teacher's store keeps its cached soft labels.
     """
     texts = [
-        " ".join(t.split())
+        t.replace("\r", " ").replace("\n", " ").strip()
         for t in read_texts(open_store(str(path.parent / "store")), patterns, codecs.ParseStats())
     ]
     tested = {content_hash(t) for t in test.texts}
