@@ -12,6 +12,16 @@ One run trains and scores, on the benchmark split (``<data>/benchmark/{train,tes
 - ``LSTM (original recipe)``: ``--recipe original``, the seed project's way (word vocabulary,
   embedding 200, hidden 100, 2 layers, last hidden state, Adam lr 0.01, 15 epochs).
 - the peers of :mod:`peers`: TF-IDF + LR, fastText ``ova``, MiniLM + LR.
+- ``MiniLM fine-tuned (teacher)``: all-MiniLM-L6-v2 fine-tuned end to end by ``tweetdomains
+  teacher`` (mean pooling + linear head) on the train part, validation carved out as for our
+  rows, scored as a peer with its own tuned thresholds. ``--teacher-store URI --teacher RUN``
+  reuses a published one (it must have been fine-tuned on this train file with
+  ``--test-percent 0`` and at least this run's validation share: checked, else the run stops);
+  without them one is fine-tuned in the run (about an hour on a 2-core CPU).
+- ``LSTM distilled (ours)``: the quality recipe with ``--teacher`` (:mod:`tweetdomains_trainer.distill`)
+  on the train part plus ``--unlabeled`` tweets (default: TweetEval's ``*_text.txt`` under the
+  data folder, capped by ``--unlabeled-limit``); 3 seeds. Its soft labels are cached in the
+  teacher's store, so a second benchmark run does not rescore them.
 
 Validation is carved out of train by content hash (15%, :func:`tweetdomains.dataset.split_of`);
 test is only scored, never used for a choice. Each row is scored twice with
@@ -25,11 +35,16 @@ measured once every model of a table is trained, the models taking turns (:class
 A second table repeats the LSTM recipe beside TF-IDF + LR on TweetTopicXL English (train 180
 + validation 20, from which the trainer carves its validation share; test 800; 19 topics).
 
-Writes ``quality.md``, ``quality.json`` and ``quality.png`` under ``--out``; the last line is
+The rows, the speed trial and the table live in :mod:`quality_rows`, the teacher's and the
+distilled student's parts in :mod:`distilled`. Writes ``quality.md``, ``quality.json`` and
+``quality.png`` under ``--out``; the last line is
 ``lstm_micro=N lstm_macro=N lstm_p1=N best_peer_micro=N best_peer_macro=N best_peer_p1=N
-lstm_vs_minilm_speed=N``.
+lstm_vs_minilm_speed=N finetuned_micro=N finetuned_macro=N finetuned_p1=N
+lstm_vs_finetuned_speed=N distilled_micro=N distilled_macro=N distilled_p1=N`` (``best_peer_*``
+includes the fine-tuned MiniLM; ``nan`` for a skipped row).
 
     python benchmarks/quality.py [--out var/reports/quality] [--seeds 3] [--threads 2] [--dry-run]
+        [--teacher-store URI --teacher RUN] [--unlabeled PATH ...] [--unlabeled-limit N]
 """
 
 from __future__ import annotations
@@ -39,12 +54,11 @@ import copy
 import itertools
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,83 +67,35 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import FastTextPeer, MiniLMPeer, Peer, TfidfPeer
+from distilled import DISTILLED, FINETUNED, TWEETEVAL_TEXTS, finetuned_row, prepare_teacher, unlabeled_texts
+from peers import FastTextPeer, MiniLMPeer, TfidfPeer
+from quality_rows import (
+    VALIDATION_PERCENT,
+    Row,
+    SpeedTrial,
+    Split,
+    append_scores,
+    carve_validation,
+    expand,
+    markdown_table,
+    peer_row,
+    plot,
+    read_split,
+    score_pair,
+)
 
-from tweetdomains.dataset import split_of
-from tweetdomains.metrics import binarize, score, tune_thresholds
+from tweetdomains.metrics import binarize
 from tweetdomains.predict import Classifier, run_artifacts
 from tweetdomains.settings import data_dir
-from tweetdomains.text import content_hash
 from tweetdomains_trainer.options import TrainOptions
 from tweetdomains_trainer.recipes import RECIPES
 from tweetdomains_trainer.train import train
 
-VALIDATION_PERCENT = 15
 # Our rows are the trainer's own recipes (tweetdomains_trainer.recipes), trained by its
 # ``train()``: what the benchmark scores is what ``tweetdomains train --recipe ...`` publishes.
 OURS: dict[str, Any] = dict(RECIPES["quality"])
 OURS_RNN: dict[str, Any] = {**OURS, "model": "rnn"}
 SEED_RECIPE: dict[str, Any] = dict(RECIPES["original"])
-
-
-@dataclass
-class Split:
-    texts: list[str]
-    label_sets: list[list[str]]
-
-
-@dataclass
-class Row:
-    """One model's figures on the test split (lists: one entry per seed)."""
-
-    name: str
-    micro: list[float]
-    macro: list[float]
-    p1: list[float]
-    micro_tuned: list[float]
-    macro_tuned: list[float]
-    p1_tuned: list[float]
-    train_seconds: list[float]
-    tweets_per_second: list[float]
-    size_bytes: int
-
-    def mean(self, field: str) -> float:
-        return float(statistics.fmean(getattr(self, field)))
-
-    def spread(self, field: str) -> float:
-        values = getattr(self, field)
-        return float(statistics.pstdev(values)) if len(values) > 1 else 0.0
-
-
-def read_split(path: Path, label_field: str = "domains") -> Split:
-    """The labeled tweets of a JSONL file (labels in ``label_field``; unlabeled lines skipped)."""
-    texts, label_sets = [], []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            obj = json.loads(line)
-            if obj.get(label_field):
-                texts.append(obj["text"])
-                label_sets.append(list(obj[label_field]))
-    return Split(texts, label_sets)
-
-
-def carve_validation(train: Split) -> tuple[Split, Split]:
-    """Train part and validation part, by content hash (stable, retweets stay together)."""
-    fit, val = Split([], []), Split([], [])
-    for text, names in zip(train.texts, train.label_sets, strict=True):
-        side = val if split_of(content_hash(text), 0, VALIDATION_PERCENT) == "validation" else fit
-        side.texts.append(text)
-        side.label_sets.append(names)
-    return fit, val
-
-
-def expand(probs: np.ndarray, model_labels: Sequence[str], labels: Sequence[str]) -> np.ndarray:
-    """Probabilities in ``labels`` order; labels the model does not know score 0."""
-    column = {name: i for i, name in enumerate(labels)}
-    out = np.zeros((len(probs), len(labels)), dtype=np.float32)
-    for j, name in enumerate(model_labels):
-        out[:, column[name]] = probs[:, j]
-    return out
 
 
 # ----------------------------------------------------------------------------- our recurrent models
@@ -146,11 +112,11 @@ def train_recurrent(
     """Train ``recipe`` with the trainer on ``data`` (validation carved by content hash, no
     test share); the classifier keeps the trainer's thresholds tuned on validation."""
     options = {
+        "validation_percent": VALIDATION_PERCENT,
         **recipe,
         "data": [str(p) for p in data],
         "label_field": label_field,
         "test_percent": 0,
-        "validation_percent": VALIDATION_PERCENT,
         "seed": seed,
         "store": store,
         "publish": False,
@@ -171,62 +137,6 @@ def artifact_size(classifier: Classifier) -> int:
     """Bytes of the run as the trainer publishes it (weights, vocabulary, config, labels...)."""
     files = run_artifacts(classifier.model, classifier.vocab, classifier.labels, classifier.thresholds, {})
     return sum(len(b) for b in files.values())
-
-
-Predict = Callable[[list[str]], np.ndarray]
-
-
-def tweets_per_second(
-    predict: Predict, texts: list[str], min_seconds: float = 3.0, max_passes: int = 7
-) -> float:
-    """Raw tweets in, probabilities out: the median pass over ``texts``.
-
-    Passes are repeated until ``min_seconds`` have gone by (at most ``max_passes``). A fast
-    model's single pass lasts under a second, where one scheduler hiccup moves it by a
-    quarter; a slow one's single pass already spans the minimum.
-    """
-    speeds: list[float] = []
-    spent = 0.0
-    while not speeds or (spent < min_seconds and len(speeds) < max_passes):
-        started = time.perf_counter()
-        predict(texts)
-        seconds = max(time.perf_counter() - started, 1e-9)
-        spent += seconds
-        speeds.append(len(texts) / seconds)
-    return statistics.median(speeds)
-
-
-class SpeedTrial:
-    """Every trained model of a table, timed side by side once all are trained.
-
-    Timing each model just after its training would compare minutes apart on a shared
-    machine whose speed drifts by a fifth over a run. Here the models take turns, round
-    after round, and each keeps the median of its rounds; one entry per trained model
-    (per seed), so a row's speed is the mean over its seeds like its other figures.
-    """
-
-    def __init__(self) -> None:
-        self.entries: list[tuple[Row, Predict]] = []
-
-    def add(self, row: Row, predict: Predict) -> None:
-        self.entries.append((row, predict))
-
-    def run(self, texts: list[str], warmup: list[str], rounds: int = 3) -> None:
-        for _, predict in self.entries:
-            predict(warmup)  # first-call allocations are not speed
-        speeds: list[list[float]] = [[] for _ in self.entries]
-        for _ in range(rounds):
-            for (_, predict), measured in zip(self.entries, speeds, strict=True):
-                measured.append(tweets_per_second(predict, texts))
-        for (row, _), measured in zip(self.entries, speeds, strict=True):
-            row.tweets_per_second.append(statistics.median(measured))
-            print(f"  speed: {row.name}: {row.tweets_per_second[-1]:.0f} tweets/s", flush=True)
-
-
-def score_pair(
-    y_test: np.ndarray, probs: np.ndarray, labels: list[str], thresholds: np.ndarray | float
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    return score(y_test, probs, labels), score(y_test, probs, labels, thresholds)
 
 
 def recurrent_row(
@@ -276,7 +186,7 @@ def _score_classifier(
     thresholds = expand(classifier.thresholds[None, :], classifier.labels, labels)[0]
     thresholds[thresholds == 0] = 0.5
     plain, tuned = score_pair(y_test, probs, labels, thresholds)
-    _append(row, plain, tuned, seconds)
+    append_scores(row, plain, tuned, seconds)
     row.size_bytes = artifact_size(classifier)
     print(
         f"    test micro {plain['micro_f1']:.3f} macro {plain['macro_f1']:.3f} P@1 {plain['p_at_1']:.3f}",
@@ -285,108 +195,11 @@ def _score_classifier(
     return probs
 
 
-def _append(row: Row, plain: dict[str, Any], tuned: dict[str, Any], seconds: float) -> None:
-    row.micro.append(plain["micro_f1"])
-    row.macro.append(plain["macro_f1"])
-    row.p1.append(plain["p_at_1"])
-    row.micro_tuned.append(tuned["micro_f1"])
-    row.macro_tuned.append(tuned["macro_f1"])
-    row.p1_tuned.append(tuned["p_at_1"])
-    row.train_seconds.append(seconds)
-
-
-def peer_row(
-    peer_factory: Callable[[], Peer],
-    train: Split,
-    fit: Split,
-    val: Split,
-    test: Split,
-    labels: list[str],
-    trial: SpeedTrial,
-) -> Row:
-    """Rule-0.5 figures from a peer fitted on all of train (the one ``trial`` times); tuned
-    ones from one fitted on the train part with thresholds tuned on validation."""
-    y_test = binarize(test.label_sets, labels)
-    full = peer_factory()
-    started = time.perf_counter()
-    full.fit(train.texts, train.label_sets, labels)
-    seconds = time.perf_counter() - started
-    probs = full.predict_proba(test.texts)
-
-    def uncached(texts: list[str]) -> np.ndarray:
-        # MiniLM's embedding cache saves encoding a tweet twice while scoring; a timed pass
-        # must encode every tweet, as a server would.
-        if isinstance(full, MiniLMPeer):
-            for text in texts:
-                full.cache.pop(text, None)
-        return full.predict_proba(texts)
-
-    part = peer_factory()
-    if isinstance(full, MiniLMPeer) and isinstance(part, MiniLMPeer):
-        part.cache, part._encoder = full.cache, full._encoder  # one encoding per tweet
-    part.fit(fit.texts, fit.label_sets, labels)
-    thresholds = tune_thresholds(binarize(val.label_sets, labels), part.predict_proba(val.texts))
-    plain = score(y_test, probs, labels)
-    tuned = score(y_test, part.predict_proba(test.texts), labels, thresholds)
-    row = Row(full.name, [], [], [], [], [], [], [], [], full.size_bytes())
-    _append(row, plain, tuned, seconds)
-    trial.add(row, uncached)
-    return row
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def _cell(row: Row, field: str) -> str:
-    if len(getattr(row, field)) > 1:
-        return f"{row.mean(field):.3f} ± {row.spread(field):.3f}"
-    return f"{row.mean(field):.3f}"
-
-
-def markdown_table(rows: Sequence[Row]) -> str:
-    head = (
-        "| model | micro-F1 | macro-F1 | P@1 | micro-F1 (tuned) | macro-F1 (tuned) | P@1 (tuned) "
-        "| train s | tweets/s | size MB |\n|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = [
-        f"| {r.name} | {_cell(r, 'micro')} | {_cell(r, 'macro')} | {_cell(r, 'p1')} | "
-        f"{_cell(r, 'micro_tuned')} | {_cell(r, 'macro_tuned')} | {_cell(r, 'p1_tuned')} | "
-        f"{r.mean('train_seconds'):.0f} | {r.mean('tweets_per_second'):.0f} | {r.size_bytes / 1e6:.1f} |"
-        for r in rows
-    ]
-    return head + "\n".join(lines) + "\n"
-
-
-def plot(rows: Sequence[Row], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [("micro", "micro-F1"), ("macro", "macro-F1"), ("p1", "P@1")]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / max(len(rows), 1)
-    for i, row in enumerate(rows):
-        xs = np.arange(len(metrics)) + i * width
-        ax.bar(
-            xs,
-            [row.mean(m) for m, _ in metrics],
-            width,
-            yerr=[row.spread(m) for m, _ in metrics],
-            label=row.name,
-            capsize=2,
-        )
-    ax.set_xticks(np.arange(len(metrics)) + width * (len(rows) - 1) / 2)
-    ax.set_xticklabels([label for _, label in metrics])
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 # ----------------------------------------------------------------------------- main
+
+
+def _mean(row: Row | None, field: str) -> float:
+    return row.mean(field) if row is not None else float("nan")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -396,7 +209,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap every recipe's epochs")
     parser.add_argument(
-        "--skip", default="", help="comma list of rows to skip: rnn,seed,fasttext,minilm,topicxl"
+        "--skip",
+        default="",
+        help="comma list of rows to skip: rnn,seed,fasttext,minilm,finetuned,distilled,topicxl",
+    )
+    parser.add_argument(
+        "--validation-percent",
+        type=int,
+        default=VALIDATION_PERCENT,
+        help=f"share of train carved out as validation for every row (default {VALIDATION_PERCENT})",
+    )
+    parser.add_argument(
+        "--teacher-store", default=None, help="store URI holding a published teacher to reuse"
+    )
+    parser.add_argument(
+        "--teacher",
+        default=None,
+        metavar="RUN",
+        help="teacher run id (or latest) in --teacher-store, fine-tuned on this train file with "
+        "--test-percent 0; default: fine-tune one in the run",
+    )
+    parser.add_argument(
+        "--unlabeled",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help=f"unlabeled tweets for the distilled rows (default: <data>/{TWEETEVAL_TEXTS})",
+    )
+    parser.add_argument(
+        "--unlabeled-limit", type=int, default=None, help="a seeded sample of this many unlabeled tweets"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="tiny data, 1 seed, 1 epoch: checks the plumbing"
@@ -404,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.threads < 1:
         parser.error("--seeds and --threads must be at least 1")
+    if bool(args.teacher) != bool(args.teacher_store):
+        parser.error("--teacher and --teacher-store go together")
+    if not 0 < args.validation_percent < 100:
+        parser.error("--validation-percent must be in (0, 100)")
     torch.set_num_threads(args.threads)
     root = data_dir()
     bench = root / "benchmark"
@@ -424,8 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         train, test = read_split(train_file), Split(test.texts[:100], test.label_sets[:100])
         seeds, cap = [0], 1
         skip |= {"minilm", "topicxl"}
+        args.unlabeled_limit = min(args.unlabeled_limit or 64, 64)
 
-    fit, val = carve_validation(train)
+    fit, val = carve_validation(train, args.validation_percent)
     # Scored over every label of train or test, as the reference figures are.
     labels = sorted({n for s in (train, test) for names in s.label_sets for n in names})
     print(
@@ -434,16 +280,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.perf_counter()
     ours = [train_file]
+    split_options = {"validation_percent": args.validation_percent}
+    recipe, recipe_rnn, recipe_seed = ({**r, **split_options} for r in (OURS, OURS_RNN, SEED_RECIPE))
+    teacher: tuple[str, str, float] | None = None
+    if not {"finetuned", "distilled"} <= skip:
+        try:
+            teacher = prepare_teacher(args, train_file, work, args.validation_percent, args.dry_run)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     # The default serving (float32) is the LSTM row; bfloat16 serving of the same models beside it.
     bfloat16 = Row("LSTM (ours), bfloat16 serving", [], [], [], [], [], [], [], [], 0)
     trial = SpeedTrial()
     lstm = recurrent_row(
-        "LSTM (ours)", OURS, ours, test, labels, seeds, store, trial, max_epochs=cap, bfloat16_row=bfloat16
+        "LSTM (ours)", recipe, ours, test, labels, seeds, store, trial, max_epochs=cap, bfloat16_row=bfloat16
     )
     rows = [lstm, bfloat16]
     if "rnn" not in skip:
         rows.append(
-            recurrent_row("RNN (ours)", OURS_RNN, ours, test, labels, seeds, store, trial, max_epochs=cap)
+            recurrent_row("RNN (ours)", recipe_rnn, ours, test, labels, seeds, store, trial, max_epochs=cap)
         )
     print("  peers: TF-IDF + LR")
     rows.append(peer_row(TfidfPeer, train, fit, val, test, labels, trial))
@@ -458,9 +313,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "seed" not in skip:
         rows.append(
             recurrent_row(
-                "LSTM (original recipe)", SEED_RECIPE, ours, test, labels, seeds, store, trial, max_epochs=cap
+                "LSTM (original recipe)", recipe_seed, ours, test, labels, seeds, store, trial, max_epochs=cap
             )
         )
+    distilled: Row | None = None
+    if teacher is not None and "finetuned" not in skip:
+        print(f"  peers: {FINETUNED}")
+        rows.append(finetuned_row(teacher[0], teacher[1], test, labels, trial, teacher[2]))
+    if teacher is not None and "distilled" not in skip:
+        patterns = args.unlabeled or [str(p) for p in sorted(root.glob(TWEETEVAL_TEXTS))]
+        if patterns:
+            unlabeled = unlabeled_texts(patterns, args.unlabeled_limit, work / "unlabeled.txt", test)
+        else:
+            unlabeled = []
+            print(f"  no unlabeled tweets under {root / TWEETEVAL_TEXTS}: distilling on the labeled ones")
+        student = {**recipe, "teacher": teacher[1], "unlabeled": unlabeled or None}
+        distilled = recurrent_row(
+            DISTILLED, student, ours, test, labels, seeds, teacher[0], trial, max_epochs=cap
+        )
+        rows.append(distilled)
     print("  speed, every model in turn:", flush=True)
     trial.run(test.texts, warmup=train.texts[:64])
 
@@ -503,10 +374,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    peers = [r for r in rows if r.name in (TfidfPeer.name, FastTextPeer.name, MiniLMPeer.name)]
+    peers = [r for r in rows if r.name in (TfidfPeer.name, FastTextPeer.name, MiniLMPeer.name, FINETUNED)]
     minilm = next((r for r in rows if r.name == MiniLMPeer.name), None)
+    finetuned = next((r for r in rows if r.name == FINETUNED), None)
     speed_ratio = (
         lstm.mean("tweets_per_second") / minilm.mean("tweets_per_second") if minilm else float("nan")
+    )
+    served = distilled or lstm  # the distilled LSTM is the model that would ship
+    finetuned_ratio = (
+        served.mean("tweets_per_second") / finetuned.mean("tweets_per_second") if finetuned else float("nan")
     )
     table = markdown_table(rows)
     text = (
@@ -527,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(
             {
                 "recipe": OURS,
+                "validation_percent": args.validation_percent,
+                "teacher": {"store": teacher[0], "run_id": teacher[1]} if teacher else None,
                 "rows": [asdict(r) for r in rows],
                 "topicxl": [asdict(r) for r in xl_rows],
                 "seeds": seeds,
@@ -543,7 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"lstm_micro={lstm.mean('micro'):.3f} lstm_macro={lstm.mean('macro'):.3f} "
         f"lstm_p1={lstm.mean('p1'):.3f} best_peer_micro={best['micro']:.3f} "
         f"best_peer_macro={best['macro']:.3f} best_peer_p1={best['p1']:.3f} "
-        f"lstm_vs_minilm_speed={speed_ratio:.1f}"
+        f"lstm_vs_minilm_speed={speed_ratio:.1f} "
+        f"finetuned_micro={_mean(finetuned, 'micro'):.3f} finetuned_macro={_mean(finetuned, 'macro'):.3f} "
+        f"finetuned_p1={_mean(finetuned, 'p1'):.3f} lstm_vs_finetuned_speed={finetuned_ratio:.1f} "
+        f"distilled_micro={_mean(distilled, 'micro'):.3f} distilled_macro={_mean(distilled, 'macro'):.3f} "
+        f"distilled_p1={_mean(distilled, 'p1'):.3f}"
     )
     return 0
 

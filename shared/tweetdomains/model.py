@@ -349,6 +349,39 @@ class MultiLabelLoss(nn.Module):
         return loss
 
 
+class DistillationLoss(nn.Module):
+    """Knowledge distillation (Hinton et al., 2015) for a multi-label classifier: ``hard`` (the
+    recipe's :class:`MultiLabelLoss`) on the labeled rows, plus ``weight`` x T^2 x the BCE between
+    the student's and the teacher's sigmoid probabilities, both softened by the temperature T
+    (the teacher's logit is ``logit(p)``), on every row.
+
+    ``targets`` is ``[hard labels (L) | teacher probabilities (L) | labeled (1)]`` per row (a
+    distillation split's batch); unlabeled rows (``labeled`` 0) add only the distillation term.
+    Targets of width L alone (validation, test) give the hard loss alone, so validation loss
+    stays comparable with a run without a teacher. The hard term is the mean over the batch's
+    labeled rows, the distillation term the mean over all rows and labels; T^2 keeps the
+    soft term's gradients at the hard term's scale as T grows.
+    """
+
+    def __init__(self, hard: MultiLabelLoss, weight: float = 1.0, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.hard, self.weight, self.temperature = hard, weight, temperature
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        n = logits.shape[1]
+        if targets.shape[1] == n:
+            return self.hard(logits, targets)
+        hard, soft, labeled = targets[:, :n], targets[:, n : 2 * n], targets[:, 2 * n] > 0.5
+        loss = self.hard(logits[labeled], hard[labeled]) if bool(labeled.any()) else logits.sum() * 0.0
+        if self.weight > 0:
+            t = self.temperature
+            eps = 1e-6
+            teacher = torch.sigmoid(torch.logit(soft.clamp(eps, 1 - eps)) / t)
+            distill = nn.functional.binary_cross_entropy_with_logits(logits / t, teacher)
+            loss = loss + self.weight * t * t * distill
+        return loss
+
+
 def bce_loss(pos_weight: torch.Tensor | None = None, rank_weight: float = 0.0) -> MultiLabelLoss:
     """Multi-label loss; ``pos_weight`` (one per label) up-weights rare domains, ``rank_weight``
     adds the softmax ranking term (:class:`MultiLabelLoss`)."""

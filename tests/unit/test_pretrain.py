@@ -21,8 +21,8 @@ from tweetdomains.vocab import WordpieceVocabulary
 from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer.encoder import ENCODER, apply_pretrained, encoder_registry, load_pretrained
 from tweetdomains_trainer.language_model import LanguageModel
-from tweetdomains_trainer.options import PretrainOptions
 from tweetdomains_trainer.pretrain import PretrainResult, pretrain
+from tweetdomains_trainer.pretrain_options import PretrainOptions
 
 TINY: dict[str, Any] = {
     "init_embeddings": "none",

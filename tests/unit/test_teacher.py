@@ -15,13 +15,12 @@ import pytest
 import torch
 
 from tests.conftest import write_records
-from tweetdomains.minilm import minilm_dir
 from tweetdomains.simulate import generate
 from tweetdomains.store import ObjectStore, open_store
 from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer.soft_labels import soft_labels
 from tweetdomains_trainer.teacher import TeacherResult, fine_tune
-from tweetdomains_trainer.teacher_model import encode_texts, load_teacher, teacher_registry
+from tweetdomains_trainer.teacher_model import encode_texts, load_teacher, teacher_registry, write_tiny_bert
 from tweetdomains_trainer.teacher_options import TeacherOptions
 
 TINY = {"max_length": 16, "batch_size": 16, "epochs": 2, "max_steps": 4, "min_support": 2}
@@ -30,20 +29,7 @@ TINY.update(progress=False, threads=1)
 
 def tiny_bert(folder: Path) -> Path:
     """A local Hugging Face model folder: a small random BERT with MiniLM's tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True).save_pretrained(folder)
-    return folder
+    return write_tiny_bert(folder)
 
 
 @pytest.fixture(scope="module")

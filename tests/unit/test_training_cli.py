@@ -19,7 +19,8 @@ import pytest
 from tweetdomains_cli.main import build_parser
 from tweetdomains_trainer.cli import option_overrides
 from tweetdomains_trainer.flags import values_from
-from tweetdomains_trainer.options import EvaluateOptions, PretrainOptions, RecipeName, TrainOptions
+from tweetdomains_trainer.options import EvaluateOptions, RecipeName, TrainOptions
+from tweetdomains_trainer.pretrain_options import PretrainOptions
 from tweetdomains_trainer.recipes import DEFAULT_RECIPE, RECIPES
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "cli_flags.json").read_text(encoding="utf-8"))

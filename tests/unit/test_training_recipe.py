@@ -20,8 +20,9 @@ from tweetdomains_trainer import phase as phase_module
 from tweetdomains_trainer.averaging import WeightAverage
 from tweetdomains_trainer.checkpoint import load_checkpoint
 from tweetdomains_trainer.encoder import load_pretrained
-from tweetdomains_trainer.options import PretrainOptions, TrainOptions
+from tweetdomains_trainer.options import TrainOptions
 from tweetdomains_trainer.pretrain import pretrain
+from tweetdomains_trainer.pretrain_options import PretrainOptions
 from tweetdomains_trainer.recipes import DEFAULT_RECIPE, ORIGINAL, QUALITY, RECIPES
 from tweetdomains_trainer.steps import make_optimizer, set_encoder_trainable
 from tweetdomains_trainer.train import train

@@ -7,6 +7,7 @@ One responsibility a module; imports only go down this list (no cycles):
 |---|---|
 | ``recipes`` | named presets of training options (``quality``: train's default; ``word``; ``original``) |
 | ``options`` | one dataclass per command: every option's default, allowed values and help |
+| ``pretrain_options`` | what ``pretrain`` accepts (the ``options`` scheme) |
 | ``flags`` | argparse flags and help generated from an options dataclass |
 | ``settings`` | the trainer's environment settings |
 | ``progress`` | what a job prints: bars on a terminal, a line per epoch and a heartbeat elsewhere |
@@ -27,15 +28,16 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``phase`` | one training phase: model, optimizer, schedule, loss, and the pass over an epoch |
 | ``publish`` | thresholds, scores, artifacts, publishing and promotion at the end of a run |
 | ``sharded`` | store data in the job: the corpus (rank 0 first), streamed epochs, mid-epoch checkpoints |
+| ``teacher_options`` | what ``teacher`` and ``teacher-score`` accept (the ``options`` scheme) |
+| ``teacher_model`` | the transformer teacher (encoder, mean pooling, linear head) and its store format |
+| ``soft_labels`` | a teacher's probabilities for tweets, cached in the store per teacher and texts |
+| ``pretrain_corpus`` | the pre-training corpus: unlabeled texts, deduplicated, split, encoded |
+| ``distill`` | the student's distillation: the teacher checked, unlabeled tweets, soft-label splits |
 | ``train`` | the training job: data, epochs, early stopping, refit, then publish |
 | ``sweep`` | every row of a grid through ``train``, a results table, the best promoted |
 | ``evaluate`` | a published run scored on labeled records |
-| ``pretrain_corpus`` | the pre-training corpus: unlabeled texts, deduplicated, split, encoded |
 | ``language_model`` | the language model that pre-trains an encoder, its steps |
 | ``pretrain`` | the pre-training job: epochs of the language model, then the encoder published |
-| ``teacher_options`` | what ``teacher`` and ``teacher-score`` accept (the ``options`` scheme) |
-| ``teacher_model`` | the transformer teacher (encoder, mean pooling, linear head) and its store format |
 | ``teacher`` | the teacher's fine-tuning job: epochs, early stopping, thresholds, then publish |
-| ``soft_labels`` | a teacher's probabilities for tweets, cached in the store per teacher and texts |
 | ``cli`` | registers the commands with ``tweetdomains``; loads the job only when one runs |
 """

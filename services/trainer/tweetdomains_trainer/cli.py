@@ -18,11 +18,11 @@ from tweetdomains_trainer.options import (
     PER_RUN_OPTIONS,
     EvaluateOptions,
     Options,
-    PretrainOptions,
     PromoteOptions,
     SweepOptions,
     TrainOptions,
 )
+from tweetdomains_trainer.pretrain_options import PretrainOptions
 from tweetdomains_trainer.recipes import DEFAULT_RECIPE, RECIPES
 from tweetdomains_trainer.teacher_options import TeacherOptions, TeacherScoreOptions
 
@@ -51,13 +51,15 @@ def register(subparsers: Any) -> None:
         help="train a model on the store's raw/ (or --data files), publish it, promote if better",
         description=f"Train an RNN/LSTM multi-label classifier. Without --recipe it trains the "
         f"{DEFAULT_RECIPE} recipe (MiniLM wordpieces and embeddings, a BiLSTM, a refit on train + "
-        "validation) and every flag overrides it; --recipe word trains a word vocabulary built "
-        "from the data (no MiniLM files; quick on tiny data). "
+        "validation) and every flag overrides it; with --data and a teacher published in the store "
+        "that fits the data, it also distils that teacher (--teacher auto; one line says which). "
+        "--teacher RUN distils a fine-tuned teacher with any recipe; --recipe word trains a word "
+        "vocabulary built from the data (no MiniLM files; quick on tiny data). "
         "The last line printed is the run id and metrics as JSON.",
     )
     _add_common(train)
     add_flags(train, TrainOptions, defaults={**RECIPES[DEFAULT_RECIPE], "recipe": DEFAULT_RECIPE})
-    train.set_defaults(func=run_train, recipe=DEFAULT_RECIPE)
+    train.set_defaults(func=run_train, default_recipe=DEFAULT_RECIPE)
 
     evaluate = subparsers.add_parser(
         "evaluate",
@@ -143,9 +145,17 @@ def _setup(args: argparse.Namespace) -> str:
 
 
 def option_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`TrainOptions` fields set on the command line, over the recipe's values."""
+    """The :class:`TrainOptions` fields set on the command line, over the recipe's values.
+
+    ``train`` without ``--recipe`` trains its default recipe with ``--teacher auto`` (a
+    published teacher that fits the data is distilled); a named recipe distils only with
+    ``--teacher``.
+    """
     recipe = getattr(args, "recipe", None)
-    out = dict(RECIPES[recipe]) if recipe else {}
+    default = getattr(args, "default_recipe", None)
+    out = dict(RECIPES[recipe or default]) if recipe or default else {}
+    if recipe is None and default:
+        out.update(recipe=default, teacher="auto")
     out.update(values_from(args, TrainOptions))
     return out
 

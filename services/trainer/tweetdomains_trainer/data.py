@@ -75,6 +75,51 @@ class EncodedSplit:
 
 
 @dataclass
+class DistillSplit(EncodedSplit):
+    """A split with a teacher's probabilities beside its labels, for distillation.
+
+    ``soft`` holds the teacher's probability of every label (the dataset's order) for every
+    row; ``labeled`` is False for the unlabeled tweets added to learn from the teacher alone
+    (their ``labels`` rows are zeros and unused). A batch's targets are
+    ``[labels | soft | labeled]`` (width ``2 * labels + 1``), what
+    :class:`~tweetdomains.model.DistillationLoss` reads.
+    """
+
+    soft: np.ndarray  # float32 [n, num_labels]
+    labeled: np.ndarray  # bool [n]
+
+    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids, lengths, hard = super().batch(rows)
+        soft = torch.from_numpy(self.soft[rows].astype(np.float32))
+        labeled = torch.from_numpy(self.labeled[rows].astype(np.float32))[:, None]
+        return ids, lengths, torch.cat([hard, soft, labeled], dim=1)
+
+    def concat(self, other: DistillSplit) -> DistillSplit:
+        """The rows of this split then those of ``other`` (see :func:`concat_splits`)."""
+        plain = concat_splits(EncodedSplit(self.ids, self.offsets, self.labels), other)
+        return DistillSplit(
+            plain.ids,
+            plain.offsets,
+            plain.labels,
+            np.concatenate([self.soft, other.soft]),
+            np.concatenate([self.labeled, other.labeled]),
+        )
+
+    def labeled_targets(self) -> np.ndarray:
+        """The label rows of the labeled tweets only (positive weights count these)."""
+        return self.labels[self.labeled]
+
+
+def take_rows(split: EncodedSplit, rows: np.ndarray) -> EncodedSplit:
+    """A plain split of ``split``'s ``rows``, in that order."""
+    starts, ends = split.offsets[rows], split.offsets[rows + 1]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=offsets[1:])
+    ids = np.concatenate([split.ids[a:b] for a, b in zip(starts, ends, strict=True)] or [split.ids[:0]])
+    return EncodedSplit(ids.astype(np.int32), offsets, split.labels[rows])
+
+
+@dataclass
 class EncodedDataset:
     """The three encoded splits with the vocabulary and label order they were encoded with."""
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args, get_type_hints
 
 from tweetdomains.model_config import ModelConfig, ModelKind, Pooling
-from tweetdomains_trainer.recipes import QUALITY, describe
+from tweetdomains_trainer.recipes import describe
 
 RecipeName = Literal["original", "quality", "word"]
 VocabKind = Literal["word", "wordpiece"]
@@ -27,6 +27,7 @@ TrainPrecision = Literal["auto", "bf16", "fp32"]
 _ARCH = ModelConfig  # class attributes of a dataclass hold its field defaults
 
 DATA, MODEL, OPTIMIZATION, RUN = "data", "model", "optimization", "run"
+DISTILLATION = "distillation"
 
 
 def flag(
@@ -215,6 +216,36 @@ class TrainOptions(Options):
             OPTIMIZATION,
         ),
     )
+    teacher: str | None = field(
+        default=None,
+        metadata=flag(
+            "distil a fine-tuned teacher (tweetdomains teacher, trained on this split) into the model: "
+            "run id, latest, or auto (latest when one is published and fits the data, else none); "
+            "needs --data",
+            DISTILLATION,
+            metavar="RUN",
+            shown="none; train without --recipe: auto",
+        ),
+    )
+    unlabeled: list[str] | None = field(
+        default=None,
+        metadata=flag(
+            "unlabeled tweets the teacher labels for distillation: files/globs, .txt = one tweet a "
+            "line, others any record format (labels ignored); tweets of the labeled data dropped",
+            DISTILLATION,
+            metavar="PATH",
+            shown="none",
+        ),
+    )
+    distill_weight: float = field(
+        default=1.0, metadata=flag("weight of the distillation term beside the labels' loss", DISTILLATION)
+    )
+    temperature: float = field(
+        default=2.0,
+        metadata=flag(
+            "softens teacher and student logits in the distillation term (scaled by T^2)", DISTILLATION
+        ),
+    )
     seed: int = field(default=13, metadata=flag("seed of every random draw", OPTIMIZATION))
     min_count: int = field(default=2, metadata=flag("vocabulary: min token count", DATA, positive=True))
     max_vocab: int = field(default=50_000, metadata=flag("vocabulary size cap", DATA, positive=True))
@@ -273,6 +304,14 @@ class TrainOptions(Options):
             (0 < self.validation_percent < 100 - self.test_percent, "--validation-percent is out of range"),
             (self.max_vocab >= 2, "--min-count/--max-vocab too small"),
             (not self.resume or bool(self.run_id), "--resume needs --run-id"),
+            (self.distill_weight >= 0, "--distill-weight must not be negative"),
+            (self.temperature > 0, "--temperature must be positive"),
+            (not self.unlabeled or self.teacher is not None, "--unlabeled needs --teacher"),
+            (
+                self.teacher in (None, "auto") or bool(self.data),
+                "--teacher needs --data record files: distillation over the store's sharded raw/ "
+                "batches is not built yet",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -343,108 +382,3 @@ class PromoteOptions(Options):
 
     store: str = field(default="var/store", metadata=flag("store URI", cli=False))
     run: str = field(default="", metadata=flag("id of the published run to make the best", cli=False))
-
-
-@dataclass
-class PretrainOptions(Options):
-    """Everything ``tweetdomains pretrain`` accepts; defaults are the quality recipe's encoder."""
-
-    store: str = field(default="var/store", metadata=flag("store URI", cli=False))
-    data: list[str] | None = field(
-        default=None,
-        metadata=flag(
-            "files/globs: .txt = one tweet a line, others any record format",
-            DATA,
-            metavar="PATH",
-            shown="the store's raw/ batches",
-        ),
-    )
-    max_texts: int | None = field(
-        default=None, metadata=flag("seeded sample after dedup", DATA, positive=True, shown="every text")
-    )
-    vocab: Literal["wordpiece"] = field(default="wordpiece", metadata=flag("MiniLM's pieces", cli=False))
-    min_count: int = field(default=2, metadata=flag("wordpieces kept if seen N times", DATA, positive=True))
-    init_embeddings: EmbeddingInit = field(
-        default="minilm", metadata=flag("start the embedding table from MiniLM's", MODEL)
-    )
-    model: ModelKind = field(default=QUALITY["model"], metadata=flag("recurrent layer type", MODEL))
-    embedding_dim: int = field(
-        default=QUALITY["embedding_dim"], metadata=flag("embedding size (MiniLM's)", MODEL, positive=True)
-    )
-    hidden_dim: int = field(
-        default=QUALITY["hidden_dim"],
-        metadata=flag("recurrent state size per direction", MODEL, positive=True),
-    )
-    recurrent_layers: int = field(
-        default=QUALITY["recurrent_layers"], metadata=flag("stacked recurrent layers", MODEL, positive=True)
-    )
-    bidirectional: bool = field(
-        default=QUALITY["bidirectional"],
-        metadata=flag("off: forward language model only", MODEL, switch="off"),
-    )
-    dropout: float = field(
-        default=QUALITY["dropout"], metadata=flag("on embeddings and outputs, in [0, 1)", MODEL)
-    )
-    lr: float = field(default=2e-3, metadata=flag("AdamW learning rate", OPTIMIZATION))
-    epochs: int = field(default=1, metadata=flag("epochs to train", OPTIMIZATION, positive=True))
-    batch_size: int = field(
-        default=64, metadata=flag("texts per optimizer step", OPTIMIZATION, positive=True)
-    )
-    max_tokens: int = field(
-        default=QUALITY["max_tokens"],
-        metadata=flag("wordpieces kept per tweet, at least 2", DATA, positive=True),
-    )
-    validation_percent: int = field(default=5, metadata=flag("held-out share, by content, in (0, 100)", DATA))
-    seed: int = field(default=13, metadata=flag("seed of every random draw", OPTIMIZATION))
-    device: DeviceName = field(default="auto", metadata=flag("auto: CUDA if present"))
-    threads: int | None = field(
-        default=None, metadata=flag("CPU threads for torch", positive=True, shown="torch's choice")
-    )
-    run_id: str | None = field(default=None, metadata=flag("id of the run", shown="generated, lm-..."))
-    progress: bool = field(default=True, metadata=flag("progress bars and per-epoch lines", switch="off"))
-    dry_run: bool = field(default=False, metadata=flag("one batch, nothing published", switch="on"))
-
-    def __post_init__(self) -> None:
-        self.check_fields()
-        checks = [
-            (self.max_texts is None or self.max_texts >= 2, "--max-texts must be at least 2"),
-            (self.lr > 0, "--lr must be positive"),
-            (0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
-            (self.max_tokens >= 2, "--max-tokens must be at least 2 (a token and the one it predicts)"),
-            (0 < self.validation_percent < 100, "--validation-percent must be in (0, 100)"),
-            (
-                not (self.bidirectional and self.recurrent_layers > 1),
-                "--recurrent-layers above 1 needs --no-bidirectional: in a stacked bidirectional "
-                "layer each direction reads the other's outputs, so it would see the token it predicts",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        """The classifier config whose ``embedding`` and ``recurrent`` modules are pre-trained."""
-        return ModelConfig(
-            kind=self.model,
-            vocab_size=vocab_size,
-            num_labels=1,
-            embedding_dim=self.embedding_dim,
-            hidden_dim=self.hidden_dim,
-            recurrent_layers=self.recurrent_layers,
-            linear_layers=1,
-            dropout=self.dropout,
-            bidirectional=self.bidirectional,
-            max_tokens=self.max_tokens,
-        )
-
-    def encoder_config(self, vocab_size: int) -> dict[str, Any]:
-        """The published ``config.json``: what a classifier must match to start from the encoder."""
-        return {
-            "kind": self.model,
-            "embedding_dim": self.embedding_dim,
-            "hidden_dim": self.hidden_dim,
-            "recurrent_layers": self.recurrent_layers,
-            "bidirectional": self.bidirectional,
-            "max_tokens": self.max_tokens,
-            "vocab_size": vocab_size,
-        }

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tweetdomains.model import RecurrentClassifier, bce_loss, build_model
+from tweetdomains.model import DistillationLoss, RecurrentClassifier, bce_loss, build_model
 from tweetdomains_trainer.averaging import WeightAverage
-from tweetdomains_trainer.data import EncodedDataset, EncodedSplit, train_batches
+from tweetdomains_trainer.data import DistillSplit, EncodedDataset, EncodedSplit, train_batches
 from tweetdomains_trainer.distributed import Distributed
 from tweetdomains_trainer.encoder import PretrainedEncoder, apply_pretrained
 from tweetdomains_trainer.options import TrainOptions
@@ -75,8 +75,15 @@ class TrainingPhase:
             )
         optimizer = make_optimizer(model, options.lr, options.weight_decay, options.encoder_lr_scale)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
-        weights = pos_weights(fit_split.labels, options.pos_weight)
-        loss_fn = bce_loss(weights.to(device) if weights is not None else None, options.rank_loss_weight)
+        # Positive weights count the labeled tweets only (a distillation split's unlabeled rows
+        # have all-zero labels); with a teacher the recipe's loss becomes the hard term.
+        labeled = fit_split.labeled_targets() if isinstance(fit_split, DistillSplit) else fit_split.labels
+        weights = pos_weights(labeled, options.pos_weight)
+        loss_fn: nn.Module = bce_loss(
+            weights.to(device) if weights is not None else None, options.rank_loss_weight
+        )
+        if isinstance(fit_split, DistillSplit):
+            loss_fn = DistillationLoss(loss_fn, options.distill_weight, options.temperature)
         average = WeightAverage(base_model, options.ema_decay) if options.ema_decay > 0 else None
         return cls(base_model, model, optimizer, scheduler, loss_fn, average)
 

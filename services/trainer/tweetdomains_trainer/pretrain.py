@@ -33,8 +33,8 @@ from tweetdomains_trainer.language_model import (
     lm_train_step,
     softmax_cutoffs,
 )
-from tweetdomains_trainer.options import PretrainOptions
 from tweetdomains_trainer.pretrain_corpus import Corpus, load_corpus
+from tweetdomains_trainer.pretrain_options import PretrainOptions
 from tweetdomains_trainer.progress import Progress
 from tweetdomains_trainer.steps import make_optimizer, minilm_embeddings, resolve_device, seed_everything
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
@@ -25,7 +26,13 @@ from tweetdomains.store import ObjectNotFound, ObjectStore
 from tweetdomains_trainer.data import eval_batches
 from tweetdomains_trainer.progress import Progress
 from tweetdomains_trainer.steps import eval_step, resolve_device
-from tweetdomains_trainer.teacher_model import TEACHERS_PREFIX, encode_texts, load_teacher, resolve_teacher
+from tweetdomains_trainer.teacher_model import (
+    TEACHERS_PREFIX,
+    Teacher,
+    encode_texts,
+    load_teacher,
+    resolve_teacher,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +81,11 @@ def soft_labels(
     batch_size: int = 128,
     precision: str = "auto",
     progress: Progress | None = None,
+    cache: bool = True,
 ) -> SoftLabels:
     """The teacher's probabilities for ``texts``: from the cache when this teacher scored these
-    texts before, else scored now and cached. ``teacher`` is a run id or ``latest``.
+    texts before, else scored now and cached (unless ``cache`` is False: a dry run writes
+    nothing). ``teacher`` is a run id or ``latest``.
 
     ValueError for an unknown teacher or no texts.
     """
@@ -94,20 +103,35 @@ def soft_labels(
 
     resolved = resolve_device(device)
     model = load_teacher(store, run_id, resolved)
-    split = encode_texts(model.tokenizer, texts, model.max_length, labels=model.labels)
     progress.say(f"scoring {len(texts):,} texts with teacher {run_id} on {resolved}")
-    probs = np.zeros(split.labels.shape, dtype=np.float32)
-    loss_fn = nn.BCEWithLogitsLoss()  # eval_step reports a loss; against all-zero targets, unread
-    for rows in progress.track(list(eval_batches(split.lengths, batch_size)), "scoring"):
-        _, probs[rows] = eval_step(model.model, split.batch(rows), loss_fn, resolved, precision)
-    metadata = {"teacher": run_id, "labels": json.dumps(model.labels), "texts": str(len(texts))}
-    store.put(key, save_arrays({"probs": probs.astype(np.float32)}, metadata=metadata))
+    probs = teacher_probs(model, texts, resolved, batch_size, precision, progress)
+    if cache:
+        metadata = {"teacher": run_id, "labels": json.dumps(model.labels), "texts": str(len(texts))}
+        store.put(key, save_arrays({"probs": probs.astype(np.float32)}, metadata=metadata))
     seconds = time.perf_counter() - started
     progress.say(
-        f"scored {len(texts):,} texts in {seconds:.1f} s ({len(texts) / seconds:,.1f} tweets/s); "
-        f"cached at {key}"
+        f"scored {len(texts):,} texts in {seconds:.1f} s ({len(texts) / seconds:,.1f} tweets/s)"
+        + (f"; cached at {key}" if cache else "")
     )
     return SoftLabels(run_id, list(model.labels), probs, key, False, seconds)
+
+
+def teacher_probs(
+    teacher: Teacher,
+    texts: Sequence[str],
+    device: torch.device,
+    batch_size: int = 128,
+    precision: str = "auto",
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """A loaded teacher's probabilities ``[texts, teacher labels]`` (no cache), in text order."""
+    split = encode_texts(teacher.tokenizer, texts, teacher.max_length, labels=teacher.labels)
+    probs = np.zeros(split.labels.shape, dtype=np.float32)
+    loss_fn = nn.BCEWithLogitsLoss()  # eval_step reports a loss; against all-zero targets, unread
+    batches = list(eval_batches(split.lengths, batch_size))
+    for rows in progress.track(batches, "scoring") if progress is not None else batches:
+        _, probs[rows] = eval_step(teacher.model, split.batch(rows), loss_fn, device, precision)
+    return probs
 
 
 def _read_cache(store: ObjectStore, key: str, count: int) -> tuple[list[str], np.ndarray] | None:

@@ -119,6 +119,27 @@ def load_base(folder: Path, num_labels: int, dropout: float) -> tuple[TeacherCla
     return TeacherClassifier(encoder.float(), num_labels, dropout), tokenizer
 
 
+def write_tiny_bert(folder: Path) -> Path:
+    """A local Hugging Face folder holding a small random BERT (2 layers, 32 wide) with MiniLM's
+    tokenizer: a teacher to fine-tune in seconds, for tests and dry runs (not for quality)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tweetdomains.minilm import minilm_dir
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True).save_pretrained(folder)
+    return folder
+
+
 def encode_texts(
     tokenizer: Any,
     texts: Sequence[str],

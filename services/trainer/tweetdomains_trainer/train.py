@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any, cast
 
 import numpy as np
@@ -41,6 +42,7 @@ from tweetdomains_trainer.checkpoint import (
     set_rng_state,
 )
 from tweetdomains_trainer.data import EncodedDataset, concat_splits, encode_dataset, read_dataset
+from tweetdomains_trainer.distill import Distillation, auto_teacher, prepare_distillation
 from tweetdomains_trainer.distributed import Distributed
 from tweetdomains_trainer.encoder import MATCHING_FIELDS, PretrainedEncoder, load_pretrained
 from tweetdomains_trainer.lineage import data_lineage
@@ -102,7 +104,10 @@ def train(
         encoded = prepare_data(options, store, progress, encoder.vocab if encoder else None, dist)
     elif encoder is not None and encoded.vocab != encoder.vocab:
         raise ValueError(f"--init-from {options.init_from}: the data was encoded with another vocabulary")
-    train_split, val_split = encoded.train, encoded.validation
+    options, distill = _distillation(options, store, encoded, progress, dist)
+    if distill is not None:
+        encoded = replace(encoded, lineage={**(encoded.lineage or {}), "distillation": distill.summary})
+    train_split, val_split = (distill.train if distill else encoded.train), encoded.validation
 
     phase = TrainingPhase.start(
         options, encoded, train_split, encoder, resumed is None, dist, device, progress
@@ -189,7 +194,7 @@ def train(
         base_model, encoded.validation, loss_fn, device, precision=options.precision
     )
     started = time.perf_counter()
-    both = concat_splits(train_split, val_split)
+    both = concat_splits(train_split, distill.validation if distill else val_split)  # a refit distils too
     say(f"refit: training again on train + validation ({len(both):,} tweets) for {state.best_epoch} epochs")
     seed_everything(options.seed)
     refit = TrainingPhase.start(options, encoded, both, encoder, True, dist, device, progress)
@@ -269,6 +274,20 @@ def _resumed_data(
             raise ValueError(changed)
     encoded.lineage = encoded.lineage or resumed.lineage
     return encoded
+
+
+def _distillation(
+    options: TrainOptions, store: ObjectStore, encoded: EncodedDataset, progress: Progress, dist: Distributed
+) -> tuple[TrainOptions, Distillation | None]:
+    """``--teacher``: ``auto`` resolved to a teacher or none (said in one line), then the
+    distillation splits, scored once on rank 0 (the other ranks read the cached soft labels)."""
+    if options.teacher == "auto":
+        teacher, line = auto_teacher(store, options, encoded.labels)
+        progress.say(line)
+        options = replace(options, teacher=teacher)
+    if not options.teacher:
+        return options, None
+    return options, dist.first_on_main(lambda: prepare_distillation(options, store, encoded, progress))
 
 
 def _resumed_options(options: TrainOptions, resumed: TrainState) -> TrainOptions:

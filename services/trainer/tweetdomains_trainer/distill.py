@@ -1,0 +1,254 @@
+"""The student's side of distillation (``train --teacher``): the teacher checked against the data,
+its soft labels for labeled and unlabeled tweets, and the splits that carry them.
+
+A teacher (:mod:`.teacher`) is usable when it was fine-tuned on this run's data with a split
+whose train side holds none of this run's validation or test tweets (its ``metrics.json``
+records its options and the dataset summary it read; both are compared), and when it scores
+every label of the data (extra labels are dropped; their columns would be unread). The
+unlabeled tweets (``--unlabeled``) are read as ``teacher-score`` reads them; exact repeats and
+any tweet whose content key (:func:`tweetdomains.text.content_hash`) is one of the labeled
+data's, in any split, are dropped, so no validation or test tweet comes back as unlabeled.
+
+The teacher scores, through :func:`~.soft_labels.soft_labels` (cached in the store, so a
+retrain with the same data and teacher never rescores), the train and validation tweets (the
+refit trains on both) in one call, and the unlabeled tweets in another, as the list
+``teacher-score --data`` makes of the same files (each text once, in file order): a
+``teacher-score`` run beforehand fills the cache ``train`` then reads. The tweets dropped from
+that list are dropped after scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tweetdomains import codecs
+from tweetdomains.dataset import Dataset
+from tweetdomains.registry import RegistryError
+from tweetdomains.store import ObjectStore
+from tweetdomains.text import content_hash, normalize, tokenize
+from tweetdomains_trainer.data import (
+    DistillSplit,
+    EncodedDataset,
+    EncodedSplit,
+    concat_splits,
+    encode_split,
+    read_dataset,
+    take_rows,
+)
+from tweetdomains_trainer.options import TrainOptions
+from tweetdomains_trainer.pretrain_corpus import read_texts
+from tweetdomains_trainer.progress import Progress
+from tweetdomains_trainer.soft_labels import soft_labels
+from tweetdomains_trainer.teacher_model import TEACHERS_PREFIX, resolve_teacher, teacher_registry
+
+# A dry run distils one batch: only this many labeled and unlabeled rows are scored (not cached).
+DRY_RUN_ROWS = 32
+
+
+@dataclass
+class Distillation:
+    """The splits a distilled run trains on, and what they were made of (for the run's lineage)."""
+
+    train: DistillSplit  # the labeled train rows, then the unlabeled ones
+    validation: DistillSplit  # the validation rows with their soft labels (the refit trains on them)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def map_labels(probs: np.ndarray, teacher_labels: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """The teacher's probabilities ``[n, teacher labels]`` as columns in ``labels``' order.
+
+    Labels the teacher has and the data lacks are dropped; ValueError naming them when the
+    data has labels the teacher lacks (it cannot teach them).
+    """
+    column = {name: i for i, name in enumerate(teacher_labels)}
+    missing = [name for name in labels if name not in column]
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise ValueError(
+            f"the teacher does not score {len(missing)} of the data's labels ({shown}): fine-tune a "
+            "teacher on this data"
+        )
+    return np.ascontiguousarray(probs[:, [column[name] for name in labels]], dtype=np.float32)
+
+
+def teacher_problem(
+    store: ObjectStore, run_id: str, options: TrainOptions, dataset: Dataset, labels: Sequence[str]
+) -> str | None:
+    """Why teacher ``run_id`` cannot teach this run (None: it can): other labels, another
+    label field, a split whose train side holds this run's validation or test tweets, or
+    other data (the dataset summaries differ)."""
+    registry = teacher_registry(store)
+    try:
+        teacher_labels = set(registry.json_artifact(run_id, "labels.json"))
+        metrics = registry.json_artifact(run_id, "metrics.json")
+    except (RegistryError, KeyError, ValueError) as exc:
+        return f"its labels and metrics cannot be read ({exc})"
+    missing = sorted(set(labels) - teacher_labels)
+    if missing:
+        return f"it does not score {len(missing)} of the data's labels ({', '.join(missing[:5])})"
+    recorded = metrics.get("options") or {}
+    if recorded.get("label_field", "domains") != options.label_field:
+        return f"it learned --label-field {recorded.get('label_field')!r}, this run {options.label_field!r}"
+    test, val = int(recorded.get("test_percent", -1)), int(recorded.get("validation_percent", -1))
+    if test < 0 or val < 0 or not (metrics.get("data") or {}).get("summary"):
+        return "its metrics do not record the split it was fine-tuned on"
+    if test + val < options.test_percent + options.validation_percent:
+        return (
+            f"it was fine-tuned with --test-percent {test} --validation-percent {val}, so its train "
+            f"side holds tweets this run validates or tests on (--test-percent {options.test_percent} "
+            f"--validation-percent {options.validation_percent}); fine-tune it with this run's split"
+        )
+    if (test, val) == (options.test_percent, options.validation_percent):
+        summary = dataset.summary()
+    else:
+        summary = read_dataset(store, options.data, test, val, options.label_field)[0].summary()
+    if summary != metrics["data"]["summary"]:
+        return (
+            f"it was fine-tuned on other data ({metrics['data'].get('source')}: "
+            f"{metrics['data']['summary']}), not this run's ({summary})"
+        )
+    return None
+
+
+def auto_teacher(store: ObjectStore, options: TrainOptions, labels: Sequence[str]) -> tuple[str | None, str]:
+    """``--teacher auto``: the latest published teacher when it can teach this run, else None;
+    and the one line that says which recipe was chosen and why."""
+    where = f"{store.uri}/{TEACHERS_PREFIX}/"
+    if not options.data:
+        return None, "recipe: quality (no teacher: distillation needs --data record files)"
+    try:
+        run_id = resolve_teacher(store, "latest")
+    except ValueError:
+        return None, f"recipe: quality (no teacher published under {where})"
+    dataset = _labeled_dataset(store, options)
+    problem = teacher_problem(store, run_id, options, dataset, labels)
+    if problem:
+        return None, f"recipe: quality (teacher {run_id} not used: {problem})"
+    return run_id, f"recipe: quality distilled from teacher {run_id} ({where}latest.json)"
+
+
+def prepare_distillation(
+    options: TrainOptions, store: ObjectStore, encoded: EncodedDataset, progress: Progress
+) -> Distillation:
+    """Check the teacher, read the unlabeled tweets, score everything (or read the cache) and
+    build the distillation splits. ValueError for an unusable teacher or unlabeled file."""
+    assert options.teacher and options.teacher != "auto"
+    say = progress.say
+    run_id = resolve_teacher(store, options.teacher)
+    dataset = _labeled_dataset(store, options)
+    if (len(dataset.train), len(dataset.validation)) != (len(encoded.train), len(encoded.validation)):
+        raise ValueError("--teacher: the data read again differs from the encoded dataset")
+    problem = teacher_problem(store, run_id, options, dataset, encoded.labels)
+    if problem:
+        raise ValueError(f"--teacher {options.teacher}: teacher {run_id} cannot teach this run: {problem}")
+    unlabeled, kept, counts = read_unlabeled(store, options.unlabeled or [], dataset)
+    if options.unlabeled:
+        say(
+            f"unlabeled: {counts['kept']:,} tweets kept of {counts['read']:,} read "
+            f"({counts['repeats']:,} repeats, {counts['labeled']:,} of the labeled data's tweets dropped)"
+        )
+    train_rows = np.arange(len(encoded.train))
+    labeled_texts = [r.text for r in dataset.train] + [r.text for r in dataset.validation]
+    if options.dry_run:  # one batch: score a few rows, cache nothing
+        train_rows = train_rows[:DRY_RUN_ROWS]
+        labeled_texts = labeled_texts[:DRY_RUN_ROWS] + labeled_texts[len(dataset.train) :][:1]
+        unlabeled, kept = unlabeled[:DRY_RUN_ROWS], kept[kept < DRY_RUN_ROWS]
+    n_train, n_val = len(train_rows), len(labeled_texts) - len(train_rows)
+    say(
+        f"soft labels: teacher {run_id} for {len(labeled_texts):,} labeled and "
+        f"{len(unlabeled):,} unlabeled tweets"
+    )
+    scored = [
+        soft_labels(
+            store,
+            run_id,
+            texts,
+            options.device,
+            precision=options.precision,
+            progress=progress,
+            cache=not options.dry_run,
+        )
+        for texts in (labeled_texts, unlabeled)
+        if texts
+    ]
+    labeled_probs = map_labels(scored[0].probs, scored[0].labels, encoded.labels)
+    unlabeled_probs = (
+        map_labels(scored[1].probs, scored[1].labels, encoded.labels)[kept]
+        if len(scored) > 1
+        else np.zeros((0, len(encoded.labels)), np.float32)
+    )
+    texts = [unlabeled[i] for i in kept]
+    extra = encode_split(
+        [tokenize(normalize(text)) for text in texts],
+        [()] * len(texts),
+        encoded.vocab,
+        encoded.labels,
+        encoded.max_tokens,
+    )
+    train = _with_soft(
+        concat_splits(take_rows(encoded.train, train_rows), extra),
+        np.concatenate([labeled_probs[:n_train], unlabeled_probs]),
+        np.arange(n_train + len(texts)) < n_train,
+    )
+    validation = _with_soft(
+        take_rows(encoded.validation, np.arange(n_val)), labeled_probs[n_train:], np.ones(n_val, bool)
+    )
+    summary = {
+        "teacher": run_id,
+        "distill_weight": options.distill_weight,
+        "temperature": options.temperature,
+        "unlabeled": counts,
+        "soft_labels": [one.key for one in scored],
+        "soft_labels_cached": [one.cached for one in scored],
+    }
+    say(
+        f"distillation: {n_train:,} labeled + {len(texts):,} unlabeled tweets, weight "
+        f"{options.distill_weight}, temperature {options.temperature}"
+    )
+    return Distillation(train, validation, summary)
+
+
+def read_unlabeled(
+    store: ObjectStore, patterns: Sequence[str], dataset: Dataset
+) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """The texts of ``patterns`` as ``teacher-score`` lists them (each exact text once, in file
+    order), the indices of those kept (once each by content, none of the labeled data's, any
+    split), and the counts of what was read and dropped."""
+    counts = {"read": 0, "repeats": 0, "labeled": 0, "kept": 0}
+    if not patterns:
+        return [], np.zeros(0, dtype=np.int64), counts
+    labeled = {
+        content_hash(r.text) for split in (dataset.train, dataset.validation, dataset.test) for r in split
+    }
+    try:
+        lines = list(read_texts(store, patterns, codecs.ParseStats()))
+    except FileNotFoundError as exc:
+        raise ValueError(f"--unlabeled: {exc}") from None
+    texts = list(dict.fromkeys(lines))
+    seen: set[str] = set()
+    kept: list[int] = []
+    for i, text in enumerate(texts):
+        key = content_hash(text)
+        if key in labeled:
+            counts["labeled"] += 1
+        elif key not in seen:
+            seen.add(key)
+            kept.append(i)
+    counts["read"] = len(lines)
+    counts["kept"] = len(kept)
+    counts["repeats"] = len(lines) - counts["labeled"] - len(kept)
+    return texts, np.asarray(kept, dtype=np.int64), counts
+
+
+def _with_soft(split: EncodedSplit, soft: np.ndarray, labeled: np.ndarray) -> DistillSplit:
+    return DistillSplit(split.ids, split.offsets, split.labels, soft, labeled)
+
+
+def _labeled_dataset(store: ObjectStore, options: TrainOptions) -> Dataset:
+    return read_dataset(
+        store, options.data, options.test_percent, options.validation_percent, options.label_field
+    )[0]
