@@ -89,11 +89,29 @@ def prepare_teacher(
         metrics = teacher_registry(store).json_artifact(run_id, "metrics.json")
         print(f"  teacher: {run_id} from {store.uri} ({metrics.get('train_seconds', 0):.0f} s of training)")
         return store.uri, run_id, float(metrics.get("train_seconds", 0.0))
-    store_uri = str(work / "teacher-store")
-    options: dict[str, Any] = {"epochs": 4}
+    return fine_tune_teacher(
+        [train_file], work / "teacher-store", "teacher-bench", validation_percent, args.threads, dry_run
+    )
+
+
+def fine_tune_teacher(
+    data: Sequence[Path],
+    store: Path,
+    run_id: str,
+    validation_percent: int,
+    threads: int,
+    dry_run: bool,
+    label_field: str = "domains",
+    recipe: dict[str, Any] | None = None,
+) -> tuple[str, str, float]:
+    """A teacher fine-tuned now on ``data``'s train part (no test share, ``validation_percent``
+    carved as the students' rows carve it), published in ``store``: its URI, run id and
+    training seconds. ``recipe``: :class:`TeacherOptions` fields (default 4 epochs); a tiny
+    BERT for two steps in a dry run."""
+    options: dict[str, Any] = dict(recipe or {"epochs": 4})
     if dry_run:
         options = {
-            "model": str(write_tiny_bert(work / "tiny-bert")),
+            "model": str(write_tiny_bert(store.parent / "tiny-bert")),
             "max_steps": 2,
             "max_length": 32,
             "epochs": 1,
@@ -103,17 +121,18 @@ def prepare_teacher(
     started = time.perf_counter()
     result = fine_tune(
         TeacherOptions(
-            store=store_uri,
-            data=[str(train_file)],
+            store=str(store),
+            data=[str(p) for p in data],
+            label_field=label_field,
             test_percent=0,
             validation_percent=validation_percent,
-            threads=args.threads,
+            threads=threads,
             progress=True,
-            run_id="teacher-bench",
+            run_id=run_id,
             **options,
         )
     )
-    return store_uri, result.run_id, time.perf_counter() - started
+    return str(store), result.run_id, time.perf_counter() - started
 
 
 def finetuned_row(

@@ -32,12 +32,14 @@ reference figures of ``data/README.md`` (the tuned rows on the train part, to tu
 validation). Inference speed is raw tweets in, probabilities out, on CPU with ``--threads``,
 measured once every model of a table is trained, the models taking turns (:class:`SpeedTrial`).
 
-A second table repeats the LSTM recipe beside TF-IDF + LR on TweetTopicXL English (train 180
-+ validation 20, from which the trainer carves its validation share; test 800; 19 topics).
+A second table (:mod:`topicxl`) repeats the LSTM recipe, TF-IDF + LR, a teacher fine-tuned in
+the run and the LSTM distilled from it (``--topicxl-unlabeled-limit`` unlabeled tweets, default
+5,000) on TweetTopicXL English (train 180 + validation 20, from which every neural row carves
+its validation share; test 800; 19 topics).
 
-The rows, the speed trial and the table live in :mod:`quality_rows`, the teacher's and the
-distilled student's parts in :mod:`distilled`. Writes ``quality.md``, ``quality.json`` and
-``quality.png`` under ``--out``; the last line is
+The rows, the speed trial and the table live in :mod:`quality_rows`, the recurrent rows in
+:mod:`recurrent`, the teacher's and the distilled student's parts in :mod:`distilled`. Writes
+``quality.md``, ``quality.json`` and ``quality.png`` under ``--out``; the last line is
 ``lstm_micro=N lstm_macro=N lstm_p1=N best_peer_micro=N best_peer_macro=N best_peer_p1=N
 lstm_vs_minilm_speed=N finetuned_micro=N finetuned_macro=N finetuned_p1=N
 lstm_vs_finetuned_speed=N distilled_micro=N distilled_macro=N distilled_p1=N`` (``best_peer_*``
@@ -45,12 +47,12 @@ includes the fine-tuned MiniLM; ``nan`` for a skipped row).
 
     python benchmarks/quality.py [--out var/reports/quality] [--seeds 3] [--threads 2] [--dry-run]
         [--teacher-store URI --teacher RUN] [--unlabeled PATH ...] [--unlabeled-limit N]
+        [--topicxl-unlabeled-limit N]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 import shutil
@@ -58,11 +60,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,125 +75,23 @@ from quality_rows import (
     Row,
     SpeedTrial,
     Split,
-    append_scores,
     carve_validation,
-    expand,
     markdown_table,
     peer_row,
     plot,
     read_split,
-    score_pair,
 )
+from recurrent import recurrent_row
+from topicxl import UNLABELED_LIMIT, topicxl_rows
 
-from tweetdomains.metrics import binarize
-from tweetdomains.predict import Classifier, run_artifacts
 from tweetdomains.settings import data_dir
-from tweetdomains_trainer.options import TrainOptions
 from tweetdomains_trainer.recipes import RECIPES
-from tweetdomains_trainer.train import train
 
 # Our rows are the trainer's own recipes (tweetdomains_trainer.recipes), trained by its
 # ``train()``: what the benchmark scores is what ``tweetdomains train --recipe ...`` publishes.
 OURS: dict[str, Any] = dict(RECIPES["quality"])
 OURS_RNN: dict[str, Any] = {**OURS, "model": "rnn"}
 SEED_RECIPE: dict[str, Any] = dict(RECIPES["original"])
-
-
-# ----------------------------------------------------------------------------- our recurrent models
-
-
-def train_recurrent(
-    recipe: dict[str, Any],
-    data: Sequence[Path],
-    seed: int,
-    store: str,
-    label_field: str = "domains",
-    max_epochs: int | None = None,
-) -> tuple[Classifier, float]:
-    """Train ``recipe`` with the trainer on ``data`` (validation carved by content hash, no
-    test share); the classifier keeps the trainer's thresholds tuned on validation."""
-    options = {
-        "validation_percent": VALIDATION_PERCENT,
-        **recipe,
-        "data": [str(p) for p in data],
-        "label_field": label_field,
-        "test_percent": 0,
-        "seed": seed,
-        "store": store,
-        "publish": False,
-        "progress": False,
-    }
-    if max_epochs is not None:
-        options["epochs"] = min(max_epochs, int(options.get("epochs", max_epochs)))
-    started = time.perf_counter()
-    result = train(TrainOptions(**options))
-    seconds = time.perf_counter() - started
-    classifier = Classifier(
-        result.model, result.encoded.vocab, result.encoded.labels, result.thresholds, run_id=result.run_id
-    )
-    return classifier, seconds
-
-
-def artifact_size(classifier: Classifier) -> int:
-    """Bytes of the run as the trainer publishes it (weights, vocabulary, config, labels...)."""
-    files = run_artifacts(classifier.model, classifier.vocab, classifier.labels, classifier.thresholds, {})
-    return sum(len(b) for b in files.values())
-
-
-def recurrent_row(
-    name: str,
-    recipe: dict[str, Any],
-    data: Sequence[Path],
-    test: Split,
-    labels: list[str],
-    seeds: Sequence[int],
-    store: str,
-    trial: SpeedTrial,
-    label_field: str = "domains",
-    max_epochs: int | None = None,
-    bfloat16_row: Row | None = None,
-) -> Row:
-    """Train ``recipe`` once per seed; the row holds each seed's test figures, and each model
-    joins ``trial`` to be timed. With ``bfloat16_row``, the same models are scored (and
-    timed) again served in bfloat16 into that row."""
-    row = Row(name, [], [], [], [], [], [], [], [], 0)
-    y_test = binarize(test.label_sets, labels)
-    for seed in seeds:
-        print(f"  {name}, seed {seed}", flush=True)
-        classifier, seconds = train_recurrent(recipe, data, seed, store, label_field, max_epochs)
-        exact = _score_classifier(row, classifier, test, labels, y_test, seconds, trial)
-        if bfloat16_row is not None:
-            # The same weights in a model of its own: preparing sets the model's serving tables.
-            fast = replace(classifier, model=copy.deepcopy(classifier.model), precision="bfloat16")
-            served = _score_classifier(bfloat16_row, fast, test, labels, y_test, seconds, trial)
-            print(f"    bfloat16: largest probability change {np.abs(served - exact).max():.1e}", flush=True)
-    return row
-
-
-def _score_classifier(
-    row: Row,
-    classifier: Classifier,
-    test: Split,
-    labels: list[str],
-    y_test: np.ndarray,
-    seconds: float,
-    trial: SpeedTrial,
-) -> np.ndarray:
-    """Score one trained classifier into ``row`` and enter it in ``trial``; returns its test
-    probabilities."""
-    probs = classifier.predict_proba(test.texts)
-    trial.add(row, classifier.predict_proba)
-    probs = expand(probs, classifier.labels, labels)
-    thresholds = expand(classifier.thresholds[None, :], classifier.labels, labels)[0]
-    thresholds[thresholds == 0] = 0.5
-    plain, tuned = score_pair(y_test, probs, labels, thresholds)
-    append_scores(row, plain, tuned, seconds)
-    row.size_bytes = artifact_size(classifier)
-    print(
-        f"    test micro {plain['micro_f1']:.3f} macro {plain['macro_f1']:.3f} P@1 {plain['p_at_1']:.3f}",
-        flush=True,
-    )
-    return probs
 
 
 # ----------------------------------------------------------------------------- main
@@ -240,6 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--unlabeled-limit", type=int, default=None, help="a seeded sample of this many unlabeled tweets"
     )
     parser.add_argument(
+        "--topicxl-unlabeled-limit",
+        type=int,
+        default=UNLABELED_LIMIT,
+        help=f"unlabeled tweets sampled for the TweetTopicXL student (default {UNLABELED_LIMIT})",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="tiny data, 1 seed, 1 epoch: checks the plumbing"
     )
     args = parser.parse_args(argv)
@@ -268,8 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_file.write_text("".join(itertools.islice(handle, 300)), encoding="utf-8")
         train, test = read_split(train_file), Split(test.texts[:100], test.label_sets[:100])
         seeds, cap = [0], 1
-        skip |= {"minilm", "topicxl"}
+        skip.add("minilm")
         args.unlabeled_limit = min(args.unlabeled_limit or 64, 64)
+        args.topicxl_unlabeled_limit = min(args.topicxl_unlabeled_limit, 64)
 
     fit, val = carve_validation(train, args.validation_percent)
     # Scored over every label of train or test, as the reference figures are.
@@ -337,38 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     xl_rows: list[Row] = []
     if "topicxl" not in skip:
-        xl_dir = root / "raw" / "anon7331__tweet_topicXL" / "data" / "en"
-        if (xl_dir / "en_train.jsonl").is_file():
-            xl_train, xl_val = (
-                read_split(xl_dir / "en_train.jsonl", "topics"),
-                read_split(xl_dir / "en_validation.jsonl", "topics"),
-            )
-            xl_test = read_split(xl_dir / "en_test.jsonl", "topics")
-            xl_all = Split(xl_train.texts + xl_val.texts, xl_train.label_sets + xl_val.label_sets)
-            xl_labels = sorted({n for s in (xl_all, xl_test) for names in s.label_sets for n in names})
-            print(
-                f"TweetTopicXL: train {len(xl_train.texts)} + validation {len(xl_val.texts)}, "
-                f"test {len(xl_test.texts)}"
-            )
-            xl_trial = SpeedTrial()
-            xl_rows.append(
-                recurrent_row(
-                    "LSTM (ours)",
-                    OURS,
-                    [xl_dir / "en_train.jsonl", xl_dir / "en_validation.jsonl"],
-                    xl_test,
-                    xl_labels,
-                    seeds,
-                    store,
-                    xl_trial,
-                    label_field="topics",
-                    max_epochs=cap,
-                )
-            )
-            xl_rows.append(peer_row(TfidfPeer, xl_all, xl_train, xl_val, xl_test, xl_labels, xl_trial))
-            xl_trial.run(xl_test.texts, warmup=xl_train.texts[:64])
-        else:
-            print(f"TweetTopicXL not found under {xl_dir}: skipped")
+        xl_rows = topicxl_rows(args, root, OURS, seeds, cap, skip, work)
     total = time.perf_counter() - started
     shutil.rmtree(work, ignore_errors=True)
 

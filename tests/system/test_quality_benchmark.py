@@ -2,8 +2,9 @@
 
 The dry run trains our recipes through the trainer for one epoch on 300 benchmark tweets, fits
 the TF-IDF peer, fine-tunes a tiny BERT teacher for two steps (the real MiniLM fine-tune takes
-an hour) and distils it into the LSTM with a few unlabeled tweets; the figures mean nothing,
-the report's shape and last line do.
+an hour) and distils it into the LSTM with a few unlabeled tweets, then does the same on
+TweetTopicXL (100 of its test tweets); the figures mean nothing, the report's shape and last
+line do.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def test_dry_run_writes_the_table_and_prints_the_figures_line(tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert LAST_LINE.fullmatch(done.stdout.strip().splitlines()[-1])
-    table = (out / "quality.md").read_text(encoding="utf-8")
+    main, topicxl = (out / "quality.md").read_text(encoding="utf-8").split("## TweetTopicXL (English)")
     for row in (
         "LSTM (ours)",
         "LSTM (ours), bfloat16 serving",
@@ -58,7 +59,15 @@ def test_dry_run_writes_the_table_and_prints_the_figures_line(tmp_path: Path) ->
         "MiniLM fine-tuned (teacher)",
         "LSTM distilled (ours)",
     ):
-        assert f"| {row} |" in table
+        assert f"| {row} |" in main
+    for row in ("LSTM (ours)", "TF-IDF + LR", "MiniLM fine-tuned (teacher)", "LSTM distilled (ours)"):
+        assert f"| {row} |" in topicxl
     report = json.loads((out / "quality.json").read_text(encoding="utf-8"))
     assert report["recipe"]["model"] == "lstm" and len(report["rows"]) == 7
+    assert [r["name"] for r in report["topicxl"]] == [
+        "LSTM (ours)",
+        "TF-IDF + LR",
+        "MiniLM fine-tuned (teacher)",
+        "LSTM distilled (ours)",
+    ]
     assert (out / "quality.png").read_bytes()[:4] == b"\x89PNG"
