@@ -46,26 +46,17 @@ from tweetdomains.dataset import RAW_PREFIX
 from tweetdomains.store import LocalStore, ObjectNotFound, ObjectStore
 from tweetdomains.vocab import Vocabulary
 from tweetdomains_trainer.data import SPLITS, build_vocab
-from tweetdomains_trainer.pool import (
-    POOL_MIN_BYTES,
-    BatchPool,
-    VocabFile,
-    encode_task,
-    encode_tasks,
-    raw_tasks,
-    words_bytes,
-)
+from tweetdomains_trainer.pool import BatchPool, encode_shards, tokenize_new
 from tweetdomains_trainer.shards import (
     SHARDS_PREFIX,
     ShardCache,
     ShardFile,
     WordShard,
-    encoded_key,
     vocab_dir,
     words_key,
 )
 from tweetdomains_trainer.stream import Part, ShardedSplit, SplitTexts, flat_ranges
-from tweetdomains_trainer.words import stats_of, tokenize_task
+from tweetdomains_trainer.words import stats_of
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +99,7 @@ class ShardedCorpus:
     # The validation split's texts in row order (promotion re-scores the champion on them),
     # read from the raw batches only when used.
     validation_texts: Sequence[str] = field(default=(), compare=False)
+    cache: ShardCache | None = field(default=None, compare=False, repr=False)
 
     @property
     def cache_key(self) -> str:
@@ -146,16 +138,18 @@ class ShardedCorpus:
         say: Callable[[str], None] = log.info,
         raw_keys: Sequence[str] | None = None,
         keep_vocab: bool = False,
+        dry_run: bool = False,
     ) -> ShardedCorpus:
         """Shard, deduplicate, split and encode every batch under ``raw/`` (see the module doc).
 
         ``workers`` processes tokenize new batches (default: the CPUs); ``raw_keys`` limits
         the corpus to those batches (:meth:`load` uses it). Without ``vocab``,
         ``keep_vocab`` reuses the vocabulary recorded for these options by an earlier call;
-        one built from the counts is recorded for the calls after. ValueError when the
-        corpus cannot train a model.
+        one built from the counts is recorded for the calls after. ``dry_run`` writes nothing
+        to the store (new shards go to a temporary folder the corpus keeps). ValueError when
+        the corpus cannot train a model.
         """
-        cache = ShardCache(store, local_dir)
+        cache = ShardCache(store, local_dir, read_only=dry_run)
         if raw_keys is None:
             raw_keys = [k for k in store.list(RAW_PREFIX) if k.endswith((".jsonl.gz", ".jsonl"))]
         counts = CorpusCounts(
@@ -165,7 +159,7 @@ class ShardedCorpus:
             missing = [k for k in raw_keys if _needs_tokenizing(cache, k)]
             if missing:
                 say(f"shards: tokenizing {len(missing)} of {len(raw_keys)} raw batches")
-                counts.tokenized = _tokenize_all(store, cache, missing, pool)
+                counts.tokenized = tokenize_new(store, cache, missing, pool)
             shards = [WordShard.open(cache, k) for k in raw_keys]
             codes = _split_codes(shards, counts, test_percent, validation_percent)
             labels = _train_labels(shards, codes)
@@ -179,8 +173,9 @@ class ShardedCorpus:
                     )
             if vocab is None:
                 vocab = _corpus_vocab(shards, codes, vocab_kind, min_count, max_vocab)
-                store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
-            encoded = _encode_all(cache, shards, vocab, max_tokens, pool, counts)
+                if not dry_run:
+                    store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
+            encoded, counts.encoded = encode_shards(cache, shards, vocab, max_tokens, pool)
         splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
         _count_labels(counts, labels, splits)
         digest = _data_hash(shards, test_percent, validation_percent)
@@ -196,7 +191,9 @@ class ShardedCorpus:
             raise ValueError(
                 f"no validation records in {source}: need more labeled tweets ({corpus.summary()})"
             )
-        store.put(corpus.cache_key, json.dumps(corpus.manifest(), indent=1).encode())
+        corpus.cache = cache  # its memory maps may live in the dry run's temporary folder
+        if not dry_run:
+            store.put(corpus.cache_key, json.dumps(corpus.manifest(), indent=1).encode())
         return corpus
 
     @classmethod
@@ -248,54 +245,6 @@ def _needs_tokenizing(cache: ShardCache, raw_key: str) -> bool:
             return True
         return int(shard.meta["raw_bytes"]) != (cache.store.root / raw_key).stat().st_size
     return False
-
-
-def _tokenize_all(store: ObjectStore, cache: ShardCache, keys: Sequence[str], pool: BatchPool) -> int:
-    """Pass 1: each of ``keys`` tokenized into its words shard, in the pool (a few small
-    batches, a retrain's, here: see ``POOL_MIN_BYTES``)."""
-    few = {key: store.get(key) for key in keys} if len(keys) <= 2 * pool.workers else None
-    work = sum(len(data) for data in few.values()) if few is not None else POOL_MIN_BYTES
-    tasks = iter(few.items()) if few is not None else raw_tasks(store, keys)
-
-    def done(result: tuple[str, bytes]) -> None:
-        cache.put(words_key(result[0]), result[1])
-
-    pool.run(tokenize_task, tasks, work, done)
-    return len(keys)
-
-
-def _encode_all(
-    cache: ShardCache,
-    shards: Sequence[WordShard],
-    vocab: Vocabulary,
-    max_tokens: int,
-    pool: BatchPool,
-    counts: CorpusCounts,
-) -> list[ShardFile]:
-    """Pass 2: each shard encoded with ``vocab`` (those not encoded yet, or damaged, in the pool)."""
-    directory = vocab_dir(vocab, max_tokens)
-    keys = {shard.key: encoded_key(shard.key, vocab, max_tokens, directory) for shard in shards}
-    files: dict[str, ShardFile] = {}
-    todo = []
-    for shard in shards:
-        try:
-            files[shard.key] = cache.open(keys[shard.key])
-            continue
-        except ObjectNotFound:
-            pass
-        except (ValueError, OSError) as exc:  # a damaged shard is encoded again
-            log.warning("re-encoding unreadable shard %s: %s", keys[shard.key], exc)
-        todo.append(shard)
-
-    def done(result: tuple[str, bytes]) -> None:
-        cache.put(keys[result[0]], result[1])
-        files[result[0]] = cache.open(keys[result[0]])
-
-    if todo:
-        with VocabFile(vocab) as vocab_file:
-            pool.run(encode_task, encode_tasks(todo, vocab_file, max_tokens), words_bytes(todo), done)
-        counts.encoded += len(todo)
-    return [files[shard.key] for shard in shards]
 
 
 def _split_codes(

@@ -16,15 +16,29 @@ process (``POOL_MIN_BYTES``).
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from tweetdomains.store import ObjectNotFound, ObjectStore
 from tweetdomains.vocab import Vocabulary
-from tweetdomains_trainer.shards import ShardFile, WordShard, encode_words, read_table
+from tweetdomains_trainer.shards import (
+    ShardCache,
+    ShardFile,
+    WordShard,
+    encode_words,
+    encoded_key,
+    read_table,
+    vocab_dir,
+    words_key,
+)
+from tweetdomains_trainer.words import tokenize_task
+
+log = logging.getLogger(__name__)
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")
@@ -123,7 +137,53 @@ def words_bytes(shards: Iterable[WordShard]) -> int:
     return sum(shard.file.path.stat().st_size for shard in shards)
 
 
-def raw_tasks(store: Any, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+def raw_tasks(store: ObjectStore, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
     """``(key, bytes)`` of each raw batch, read as it is sent."""
     for key in keys:
         yield key, store.get(key)
+
+
+# ----------------------------------------------------------------------------- the passes
+
+
+def tokenize_new(store: ObjectStore, cache: ShardCache, keys: Sequence[str], pool: BatchPool) -> int:
+    """Pass 1: each of ``keys`` tokenized into its words shard, in the pool (a few small
+    batches, a retrain's, here: see ``POOL_MIN_BYTES``)."""
+    few = {key: store.get(key) for key in keys} if len(keys) <= 2 * pool.workers else None
+    work = sum(len(data) for data in few.values()) if few is not None else POOL_MIN_BYTES
+    tasks = iter(few.items()) if few is not None else raw_tasks(store, keys)
+
+    def done(result: tuple[str, bytes]) -> None:
+        cache.put(words_key(result[0]), result[1])
+
+    pool.run(tokenize_task, tasks, work, done)
+    return len(keys)
+
+
+def encode_shards(
+    cache: ShardCache, shards: Sequence[WordShard], vocab: Vocabulary, max_tokens: int, pool: BatchPool
+) -> tuple[list[ShardFile], int]:
+    """Pass 2: each shard encoded with ``vocab`` (those not encoded yet, or damaged, in the
+    pool), and how many were encoded now."""
+    directory = vocab_dir(vocab, max_tokens)
+    keys = {shard.key: encoded_key(shard.key, vocab, max_tokens, directory) for shard in shards}
+    files: dict[str, ShardFile] = {}
+    todo = []
+    for shard in shards:
+        try:
+            files[shard.key] = cache.open(keys[shard.key])
+            continue
+        except ObjectNotFound:
+            pass
+        except (ValueError, OSError) as exc:  # a damaged shard is encoded again
+            log.warning("re-encoding unreadable shard %s: %s", keys[shard.key], exc)
+        todo.append(shard)
+
+    def done(result: tuple[str, bytes]) -> None:
+        cache.put(keys[result[0]], result[1])
+        files[result[0]] = cache.open(keys[result[0]])
+
+    if todo:
+        with VocabFile(vocab) as vocab_file:
+            pool.run(encode_task, encode_tasks(todo, vocab_file, max_tokens), words_bytes(todo), done)
+    return [files[shard.key] for shard in shards], len(todo)

@@ -162,9 +162,13 @@ class ShardCache:
     A local store's files are read in place. For any other store (S3) a shard is copied
     once into ``local_dir`` (by default ``<temp dir>/tweetdomains-shards/<store hash>``: the
     trainer's images run with a read-only root and a writable ``/tmp``, not a writable home).
+    ``read_only`` (a dry run) writes nothing to the store: new shards go to a temporary
+    folder, removed once the cache and every array mapped from it are gone.
     """
 
-    def __init__(self, store: ObjectStore, local_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, store: ObjectStore, local_dir: str | Path | None = None, read_only: bool = False
+    ) -> None:
         self.store = store
         if isinstance(store, LocalStore):
             self.root = store.root
@@ -172,16 +176,34 @@ class ShardCache:
             digest = hashlib.sha1(str(getattr(store, "uri", repr(store))).encode()).hexdigest()[:12]
             default = Path(tempfile.gettempdir()) / "tweetdomains-shards" / digest
             self.root = Path(local_dir) if local_dir is not None else default
+        self._scratch = tempfile.TemporaryDirectory(prefix="tweetdomains-dry-run-") if read_only else None
+
+    @property
+    def read_only(self) -> bool:
+        return self._scratch is not None
+
+    def _written(self, key: str) -> Path | None:
+        """The scratch copy of ``key`` a read-only cache wrote, if any."""
+        if self._scratch is None:
+            return None
+        path = Path(self._scratch.name) / key
+        return path if path.is_file() else None
 
     def exists(self, key: str) -> bool:
-        return (self.root / key).is_file() or self.store.exists(key)
+        return self._written(key) is not None or (self.root / key).is_file() or self.store.exists(key)
 
     def put(self, key: str, data: bytes) -> None:
+        if self._scratch is not None:
+            _write_atomic(Path(self._scratch.name) / key, data)
+            return
         self.store.put(key, data)
         if not isinstance(self.store, LocalStore):
             _write_atomic(self.root / key, data)
 
     def open(self, key: str) -> ShardFile:
+        written = self._written(key)
+        if written is not None:
+            return ShardFile(written)
         path = self.root / key
         if not path.is_file():
             _write_atomic(path, self.store.get(key))
