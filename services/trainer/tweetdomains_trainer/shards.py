@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from tweetdomains.store import LocalStore, ObjectStore
-from tweetdomains.vocab import UNK_ID, Vocabulary
+from tweetdomains.vocab import UNK_ID, Vocabulary, WordpieceVocabulary
 
 MAGIC = b"TDSHARD1"
 ALIGN = 64
@@ -85,18 +85,19 @@ class ShardFile:
         end = self._start + max((a["offset"] + _nbytes(a) for a in self._layout.values()), default=0)
         if self.path.stat().st_size < end:
             raise ValueError(f"{self.path} is truncated")
+        self._map: np.memmap | None = None  # the whole file, mapped once on first use
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._cache:
             spec = self._layout[name]
-            shape = tuple(spec["shape"])
-            if _nbytes(spec) == 0:  # np.memmap refuses an empty map
-                self._cache[name] = np.zeros(shape, dtype=np.dtype(spec["dtype"]))
+            shape, dtype, size = tuple(spec["shape"]), np.dtype(spec["dtype"]), _nbytes(spec)
+            if size == 0:  # np.memmap refuses an empty map
+                self._cache[name] = np.zeros(shape, dtype=dtype)
             else:
-                self._cache[name] = np.memmap(
-                    self.path, dtype=np.dtype(spec["dtype"]), mode="r", offset=self._start + spec["offset"],
-                    shape=shape,
-                )  # fmt: skip
+                if self._map is None:
+                    self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
+                at = self._start + spec["offset"]  # 64-byte aligned: a view of the map, no copy
+                self._cache[name] = self._map[at : at + size].view(dtype).reshape(shape)
         return self._cache[name]
 
 
@@ -145,7 +146,7 @@ def words_key(raw_key: str) -> str:
 
 def vocab_dir(vocab: Vocabulary, max_tokens: int) -> str:
     """``<kind>-<fingerprint>-t<max_tokens>``: the folder of one vocabulary's shards."""
-    kind = str(json.loads(vocab.to_json()).get("kind", "word"))
+    kind = "wordpiece" if isinstance(vocab, WordpieceVocabulary) else "word"  # what its to_json says
     return f"{kind}-{vocab.fingerprint()}-t{max_tokens}"
 
 
