@@ -263,6 +263,7 @@ def _split_codes(
     content = np.concatenate([np.asarray(s.file["content_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
     ids = np.concatenate([np.asarray(s.file["id_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
     has_id = np.concatenate([np.asarray(s.file["has_id"]) for s in shards] or [np.zeros(0, bool)])
+    _release(shards)
     with_id = np.flatnonzero(has_id)
     first_of_id = np.zeros(len(content), dtype=bool)
     first_of_id[with_id[np.unique(ids[with_id], return_index=True)[1]]] = True
@@ -290,6 +291,7 @@ def _train_labels(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> l
         rows = np.flatnonzero(code == SPLIT_CODES["train"])
         used = np.unique(np.asarray(shard.file["label_ids"])[flat_ranges(offsets[rows], offsets[rows + 1])])
         names.update(shard.labels[i] for i in used)
+        shard.file.release()
     return sorted(names)
 
 
@@ -312,6 +314,7 @@ def _corpus_vocab(
         ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
         totals = np.concatenate([totals, np.zeros(len(index) - len(totals), dtype=np.int64)])
         totals[ids] += used  # a shard's table holds each token once
+        shard.file.release()
     names, seen = list(index), np.flatnonzero(totals)
     counts = Counter(dict(zip(map(names.__getitem__, seen.tolist()), totals[seen].tolist(), strict=True)))
     if kind == "word":
@@ -397,4 +400,11 @@ def _content_sha256(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) ->
             digest.update((offsets[rows + 1] - offsets[rows]).tobytes())
             digest.update(label_ids.tobytes())
             digest.update("\n".join(shard.labels).encode() + b"\0")
+    _release(shards)
     return digest.hexdigest()
+
+
+def _release(shards: Sequence[WordShard]) -> None:
+    """Each shard's read pages dropped from this process (see ``ShardFile.release``)."""
+    for shard in shards:
+        shard.file.release()
