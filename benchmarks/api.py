@@ -7,6 +7,9 @@ layers, 80 labels, a 20,000-token vocabulary) into a temporary store, then measu
 (b) api    ``tweetdomains serve`` on unique texts (every request a cache miss);
 (c) hit    ``tweetdomains serve`` on a small set of repeated texts (cache hits);
 (d) floor  a trivial FastAPI endpoint answering a constant of the same shape: the HTTP floor;
+           it parses the same body and runs under the API's own uvicorn settings
+           (``tweetdomains_api.app.uvicorn_config``: asyncio's loop, the guarded httptools
+           protocol), so ``hit_vs_floor`` compares the apps alone;
 (e) naive  FastAPI calling the model once per request, no batching, no cache;
 (f) overload  ``tweetdomains serve`` offered about 2x its measured capacity (open loop, unique
            texts) for ``--overload-seconds``: admitted requests' p99, the share shed with 503 +
@@ -14,9 +17,11 @@ layers, 80 labels, a 20,000-token vocabulary) into a temporary store, then measu
 (g) lone   one client, one uncached ``/classify`` at a time: its p50 beside the raw model's
            single-text call and the floor's p50 with one client.
 
-Each server runs alone as its own process (uvicorn, one worker); the load comes from a separate
+Each server runs as its own process (uvicorn, one worker); the load comes from a separate
 process (asyncio, raw HTTP/1.1 keep-alive connections, ``--clients`` of them). The API uses its
-own ``redis-server`` when one is installed (else its in-process cache). Last line::
+own ``redis-server`` when one is installed (else its in-process cache). Hit and floor, and the
+three lone figures, are measured in turns (``--rounds`` of ``--seconds / 2`` each; medians), so
+a shared host's changing load weighs on both sides of a ratio alike. Last line::
 
     raw=N api=N hit=N floor=N naive=N api_vs_raw=N api_vs_naive=N hit_vs_floor=N p99_api_ms=N
     p99_naive_ms=N overload_p99_ms=N shed_share=N lone_p50_ms=N raw_single_ms=N floor_p50_ms=N
@@ -24,6 +29,7 @@ own ``redis-server`` when one is installed (else its in-process cache). Last lin
     python benchmarks/api.py [--seconds 8] [--clients 64] [--dry-run]
     python benchmarks/api.py --phase overload [--overload-rate N]   # one phase, its own last line
     python benchmarks/api.py --phase hit
+    python benchmarks/api.py --phase lone
 """
 
 from __future__ import annotations
@@ -35,11 +41,12 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,10 +204,16 @@ def _naive_app(store_uri: str) -> Any:
 
 
 def _serve(kind: str, store_uri: str, port: int) -> None:
+    """Run a comparison server as ``serve`` runs the API: the same uvicorn settings (asyncio's
+    loop, the guarded httptools protocol, no access log), so only the app differs."""
     import uvicorn
 
+    from tweetdomains_api.app import uvicorn_config
+    from tweetdomains_api.settings import Settings
+
     app = _floor_app(store_uri) if kind == "floor" else _naive_app(store_uri)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    settings = Settings(host="127.0.0.1", port=port, log_level="WARNING")
+    uvicorn.Server(uvicorn_config(app, settings)).run()
 
 
 # --- the load generator (run as `python benchmarks/api.py --load ...`) ----------------------
@@ -463,9 +476,13 @@ def main() -> int:
     )
     parser.add_argument(
         "--phase",
-        choices=["all", "overload", "hit"],
+        choices=["all", "overload", "hit", "lone"],
         default="all",
-        help="run one phase alone: overload (capacity, then 2x it), or hit (cache hits and the floor)",
+        help="run one phase alone: overload (capacity, then 2x it), hit (cache hits and the floor) "
+        "or lone (one client: the API, the raw single call, the floor)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="turns of hit/floor and of the lone figures (medians)"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="every phase for a moment, 4 clients: checks it runs"
@@ -484,6 +501,7 @@ def main() -> int:
         return 0
     if args.dry_run:
         args.seconds, args.warmup, args.clients, args.overload_seconds = 0.5, 0.2, 4, 1.0
+        args.rounds = 1
     if args.load:
         texts = json.loads(Path(args.texts).read_text())
         try:
@@ -498,7 +516,9 @@ def main() -> int:
             asyncio.run(_load(args.load, args.clients, args.seconds, args.warmup, texts, args.unique))
         return 0
 
-    env = {**os.environ, "TWEETDOMAINS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    # This tree first: the servers must run the code under test, not another editable install.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "TWEETDOMAINS_LOG_LEVEL": "WARNING", "PYTHONPATH": path}
     if args.phase != "all":
         return run_phase(args, env)
     results: dict[str, dict[str, Any]] = {}
@@ -507,14 +527,15 @@ def main() -> int:
         results["raw"] = measure_raw(store, args.seconds, args.raw_batch)
         results["raw_single"] = measure_raw(store, min(args.seconds, 3.0), 1)
         print(f"raw   (in-process, batch {args.raw_batch}): {results['raw']['rps']:.0f} texts/s", flush=True)
-        with _api_server(store, env, args.no_redis) as port:
+        slice_s = args.seconds / 2  # hit/floor and the lone figures are measured in turns
+        with _api_server(store, env, args.no_redis) as port, _comparison_server("floor", store, env) as floor:
             load = (port, args.clients, args.seconds, args.warmup)
             before = _api_counters(port)
             results["api"] = run_load(*load, str(unique_path), unique=True)
             middle = _api_counters(port)
-            results["hit"] = run_load(*load, str(repeat_path), unique=False)
+            results |= _hit_and_floor(port, floor, args, slice_s, repeat_path)
             after = _api_counters(port)
-            results["lone"] = run_load(port, 1, args.seconds, args.warmup, str(unique_path), unique=True)
+            results |= _lone(port, floor, store, args, slice_s, unique_path, repeat_path)
             rate = args.overload_rate or 2 * results["api"]["rps"]
             overload = _overload(port, rate, args.overload_seconds, unique_path)
             passes = middle["tweetdomains_batch_size_count"] - before["tweetdomains_batch_size_count"]
@@ -523,16 +544,8 @@ def main() -> int:
                 f"api: {texts / max(passes, 1):.1f} texts per forward pass on average; "
                 f"cache errors {after.get('error', 0):.0f}"
             )
-        for kind in ("floor", "naive"):
-            texts_path = unique_path if kind == "naive" else repeat_path
-            with _comparison_server(kind, store, env) as port:
-                results[kind] = run_load(
-                    port, args.clients, args.seconds, args.warmup, str(texts_path), kind == "naive"
-                )
-                if kind == "floor":
-                    results["floor_lone"] = run_load(
-                        port, 1, args.seconds, args.warmup, str(texts_path), unique=False
-                    )
+        with _comparison_server("naive", store, env) as port:
+            results["naive"] = run_load(port, args.clients, args.seconds, args.warmup, str(unique_path), True)
 
     cache = "redis" if shutil.which("redis-server") and not args.no_redis else "in-process LRU"
     print(
@@ -555,7 +568,7 @@ def main() -> int:
     ratios = {
         "api_vs_raw": rps["api"] / rps["raw"],
         "api_vs_naive": rps["api"] / rps["naive"],
-        "hit_vs_floor": rps["hit"] / rps["floor"],
+        "hit_vs_floor": results["hit"]["vs_floor"],
     }
     print(
         "goals: api_vs_raw >= 0.7, api_vs_naive >= 5, hit_vs_floor >= 0.8, p99 api < p99 naive, "
@@ -572,6 +585,65 @@ def main() -> int:
         + f" floor_p50_ms={floor_lone['p50_ms']:.2f}"
     )
     return 0
+
+
+def _medians(slices: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over a measurement's slices (errors: their sum)."""
+    return {
+        key: sum(s[key] for s in slices) if key == "errors" else statistics.median(s[key] for s in slices)
+        for key in slices[0]
+    }
+
+
+def _in_turns(
+    measures: dict[str, Callable[[], dict[str, Any]]], rounds: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Each measurement ``rounds`` times, taking turns, so that a host whose load changes (a
+    shared machine) weighs on all of them alike."""
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            out[name].append(measure())
+    return out
+
+
+def _hit_and_floor(
+    port: int, floor: int, args: argparse.Namespace, slice_s: float, repeat_path: Path
+) -> dict[str, dict[str, Any]]:
+    """Cache hits and the HTTP floor on the same repeated texts, in turns; ``vs_floor`` is the
+    median of the rounds' hit / floor ratios."""
+
+    def on(target: int) -> Callable[[], dict[str, Any]]:
+        return lambda: run_load(target, args.clients, slice_s, args.warmup, str(repeat_path), False)
+
+    turns = _in_turns({"hit": on(port), "floor": on(floor)}, args.rounds)
+    ratios = [h["rps"] / f["rps"] for h, f in zip(turns["hit"], turns["floor"], strict=True)]
+    return {
+        "hit": {**_medians(turns["hit"]), "vs_floor": statistics.median(ratios)},
+        "floor": _medians(turns["floor"]),
+    }
+
+
+def _lone(
+    port: int,
+    floor: int,
+    store: str,
+    args: argparse.Namespace,
+    slice_s: float,
+    unique_path: Path,
+    repeat_path: Path,
+) -> dict[str, dict[str, Any]]:
+    """One client at a time on the API (uncached), the raw model's single call, one client on
+    the floor: in turns, the median of each."""
+    turns = _in_turns(
+        {
+            "raw_single": lambda: measure_raw(store, min(slice_s, 3.0), 1),
+            "lone": lambda: run_load(port, 1, slice_s, args.warmup, str(unique_path), True),
+            "floor_lone": lambda: run_load(floor, 1, slice_s, args.warmup, str(repeat_path), False),
+        },
+        args.rounds,
+    )
+    return {name: _medians(slices) for name, slices in turns.items()}
 
 
 def _prepare(tmp: Path) -> tuple[str, Path, Path]:
@@ -642,7 +714,7 @@ def _overload_line(overload: dict[str, Any], rate: float, seconds: float) -> str
 
 def run_phase(args: argparse.Namespace, env: dict[str, str]) -> int:
     """One phase alone, for before/after comparisons: ``overload`` (capacity measured first unless
-    ``--overload-rate``) or ``hit`` (cache hits beside the HTTP floor)."""
+    ``--overload-rate``), ``hit`` (cache hits beside the HTTP floor) or ``lone`` (one client)."""
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         store, unique_path, repeat_path = _prepare(Path(tmp))
         if args.phase == "overload":
@@ -662,19 +734,26 @@ def run_phase(args: argparse.Namespace, env: dict[str, str]) -> int:
                 f"rss_mib={overload['rss_before'] / 2**20:.0f}->{overload['rss_after'] / 2**20:.0f}"
             )
             return 0
-        load = (args.clients, args.seconds, args.warmup, str(repeat_path))
-        with _api_server(store, env, args.no_redis) as port:
-            import httpx
-
-            for text in json.loads(repeat_path.read_text()):  # every repeated text cached once
-                httpx.post(f"http://127.0.0.1:{port}/classify", json={"text": text}, timeout=30)
-            hit = run_load(port, *load, unique=False)
-        with _comparison_server("floor", store, env) as port:
-            floor = run_load(port, *load, unique=False)
+        slice_s = args.seconds / 2
+        with _api_server(store, env, args.no_redis) as port, _comparison_server("floor", store, env) as floor:
+            if args.phase == "lone":
+                lone = _lone(port, floor, store, args, slice_s, unique_path, repeat_path)
+            else:
+                results = _hit_and_floor(port, floor, args, slice_s, repeat_path)
+    if args.phase == "lone":
+        single, api, floor_lone = lone["raw_single"], lone["lone"], lone["floor_lone"]
+        target = single["p50_ms"] + floor_lone["p50_ms"] + 1
+        print(
+            f"lone_p50_ms={api['p50_ms']:.2f} raw_single_ms={single['p50_ms']:.2f} "
+            f"floor_p50_ms={floor_lone['p50_ms']:.2f} lone_target_ms={target:.2f} "
+            f"lone_p99_ms={api['p99_ms']:.2f} lone_errors={api['errors']}"
+        )
+        return 0
+    hit, floor_figures = results["hit"], results["floor"]
     print(
-        f"hit={hit['rps']:.0f} floor={floor['rps']:.0f} hit_vs_floor={hit['rps'] / floor['rps']:.2f} "
-        f"hit_p99_ms={hit['p99_ms']:.1f} floor_p99_ms={floor['p99_ms']:.1f} hit_rate={hit['hit_rate']:.2f} "
-        f"hit_errors={hit['errors']}"
+        f"hit={hit['rps']:.0f} floor={floor_figures['rps']:.0f} hit_vs_floor={hit['vs_floor']:.2f} "
+        f"hit_p99_ms={hit['p99_ms']:.1f} floor_p99_ms={floor_figures['p99_ms']:.1f} "
+        f"hit_rate={hit['hit_rate']:.2f} hit_errors={hit['errors']:.0f}"
     )
     return 0
 

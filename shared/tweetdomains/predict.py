@@ -24,7 +24,7 @@ from tweetdomains.model import (
     pad_batch,
 )
 from tweetdomains.registry import WEIGHTS, Registry, RegistryError
-from tweetdomains.vocab import Vocabulary
+from tweetdomains.vocab import UNK_ID, Vocabulary
 
 CALIBRATION = "calibration.json"
 # The highest decision threshold: a domain at 0.5 or more is always predicted.
@@ -79,6 +79,10 @@ class Classifier:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, cut to the model's token window."""
         return [self.vocab.encode_text(t, self.max_tokens) for t in texts]
+
+    def encode_tokens(self, tokenized: Sequence[Sequence[str]]) -> list[list[int]]:
+        """:meth:`encode` of texts already normalized and tokenized (the API has done both)."""
+        return [self.vocab.encode(tokens)[: self.max_tokens] or [UNK_ID] for tokens in tokenized]
 
     @torch.inference_mode()
     def predict_ids(self, encoded: Sequence[list[int]], batch_size: int = 128) -> np.ndarray:

@@ -75,6 +75,29 @@ def test_concurrent_requests_share_passes_and_keep_their_answers() -> None:
     assert passes is not None and passes < len(TEXTS) * 5, "concurrent requests were batched"
 
 
+def test_a_lone_clients_request_runs_at_once_and_any_other_queues() -> None:
+    model = classifier()
+    ids = model.encode(["taylor swift album"])
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(max_batch_size=64, max_wait_s=0.02, metrics=ApiMetrics())
+        await batcher.start()
+        try:
+            lone = batcher.enqueue(model, ids, lone_client=True)
+            assert lone.future.done(), "computed inline, before any await"
+            queued = batcher.enqueue(model, ids)  # not known to be alone: the batcher's pass
+            assert not queued.future.done()
+            np.testing.assert_allclose(await batcher.wait(queued), lone.future.result())
+            first = batcher.enqueue(model, ids)
+            behind = batcher.enqueue(model, ids, lone_client=True)  # something is queued
+            assert not behind.future.done()
+            await asyncio.gather(batcher.wait(first), batcher.wait(behind))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
 def test_full_batches_flush_without_waiting() -> None:
     model = classifier()
     metrics = ApiMetrics()

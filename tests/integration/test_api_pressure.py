@@ -182,3 +182,5 @@ def test_a_lone_request_does_not_wait_for_company(patient_api: ApiProcess) -> No
     assert metric_value(text, "tweetdomains_queue_wait_seconds_count") == 5
     # Waiting for company would be 5 x 1 s; allow a busy machine a great deal less than that.
     assert metric_value(text, "tweetdomains_queue_wait_seconds_sum") < 2.5
+    # One client, one connection at a time: each pass ran at once on the loop (no queue at all).
+    assert metric_value(text, "tweetdomains_queue_wait_seconds_sum") == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,25 @@ def test_step_checkpoints_need_store_data(tmp_path: Path) -> None:
     options = TrainOptions(store=str(tmp_path / "s"), data=[str(data)], stop_after_steps=3, progress=False)
     with pytest.raises(ValueError, match="store's data"):
         train(options)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_dry_run_leaves_the_store_as_it_found_it(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    write_batches(store, 0, 3)
+    options = TrainOptions(
+        store=str(store.root), run_id="dry", epochs=1, embedding_dim=8, hidden_dim=8, batch_size=16,
+        device="cpu", progress=False, threads=1, dry_run=True,
+    )  # fmt: skip
+    before = snapshot(store.root)
+    assert train(options).history  # it tokenized, encoded and trained a step, in a scratch folder
+    assert snapshot(store.root) == before
+    # With shards already in the store, a new batch and a fresh vocabulary: still nothing written.
+    ShardedCorpus.prepare(store, workers=1, keep_vocab=True)
+    write_batches(store, 3, 1)
+    before = snapshot(store.root)
+    assert train(replace(options, refresh_vocab=True)).history
+    assert snapshot(store.root) == before

@@ -6,7 +6,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import html
+import random
 from array import array
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +16,16 @@ import pytest
 from tweetdomains import codecs
 from tweetdomains.records import Record
 from tweetdomains.simulate import generate
-from tweetdomains.text import content_hash, content_key, content_key_many, normalize, normalize_many, tokenize
-from tweetdomains_trainer.shards import pack, string_table
+from tweetdomains.text import (
+    content_hash,
+    content_key,
+    content_key_many,
+    normalize,
+    normalize_many,
+    tokenize,
+    tokenize_texts,
+)
+from tweetdomains_trainer.shards import ShardFile, pack, read_table, string_table
 from tweetdomains_trainer.words import tokenize_batch
 
 # ----------------------------------------------------------------------------- the previous path
@@ -236,3 +246,30 @@ def test_batch_normalization_and_content_keys_are_the_per_text_ones() -> None:
     texts = TRICKY_TEXTS + [r.text for r in generate(200, seed=5)] + ["RT @a: " + t for t in TRICKY_TEXTS]
     assert normalize_many(texts) == [normalize(t) for t in texts]
     assert content_key_many(texts) == [content_key(t) for t in texts]
+
+
+# What each of tokenize_texts' shortcuts turns on: entities, URLs in every case (and the long s
+# that folds to "s"), mentions, "#", apostrophes of both kinds, contractions, joiners, "_",
+# emoji (some of them digits), final sigma, whitespace of every kind, NUL.
+PIECES = [
+    *"abdnNtTsSrRmhHpPwW '\u2019.-_#@&;:/xX019 \t\n",
+    "n't", "N'T", "'s", "'re", "'S", "'ll", "&amp;", "&amp", "&lt", "&#82;", "&#39;", "&#8217;",
+    "&#35;", "&num;", "&commat;", "&#0;", "http://", "HTTPS://", "httpſ://", "www.", "WwW.",
+    "Σ", "ΑΣ", "İ", "ß", "é", "\u00ad", "\u0301", "⚽", "❶", "①", "²", "Ⅻ", "\U0001f600", "\u2764",
+    "\u2028", "\xa0", "\u3000", "\x1c", "\x1f", "\x00", "RT @x: ", "don't", "u.s.", "covid-19",
+    "a..b", "--", "ſ", "\u212a",
+]  # fmt: skip
+
+
+def test_tokenize_texts_is_tokenize_of_normalize_for_any_text() -> None:
+    rng = random.Random(0)
+    texts = ["".join(rng.choice(PIECES) for _ in range(rng.randint(0, 16))) for _ in range(20_000)]
+    texts += TRICKY_TEXTS + [r.text for r in generate(300, seed=7)]
+    assert tokenize_texts(texts) == [tokenize(normalize(t)) for t in texts]
+
+
+@pytest.mark.parametrize("names", [["a", "bé", "", "⚽x"], ["", ""], [], ["one\nline", "x"]])
+def test_a_string_table_reads_back_whole(tmp_path: Path, names: list[str]) -> None:
+    blob, offsets = string_table(names)
+    (tmp_path / "t.shard").write_bytes(pack({"t_blob": blob, "t_offsets": offsets}, {}))
+    assert read_table(ShardFile(tmp_path / "t.shard"), "t") == names

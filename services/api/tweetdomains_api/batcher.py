@@ -4,7 +4,9 @@ Each request's texts join a queue. A single batching task takes what is queued a
 forward pass on one worker thread, so the event loop keeps accepting requests meanwhile.
 While a pass runs the next requests accumulate: under load batches fill by themselves.
 A batch waits for company (at most ``max_wait_s``) only while other requests are on their way
-to the queue (admitted by the routes, still looking up the cache); a lone request runs at once.
+to the queue (admitted by the routes, still looking up the cache); a lone request runs at once,
+and a lone client's small request (its connection the only active one, the batcher idle) runs
+its pass on the event loop's thread, without the hop to the worker and back.
 
 Admission is by expected wait: a request is refused with :class:`Overloaded` (503 +
 ``Retry-After``) when the texts queued ahead of it would take longer than ``queue_budget_s``
@@ -68,6 +70,9 @@ class Ticket:
     dropped: bool = False  # removed before any pass
 
 
+# A request of at most this many texts, arriving when nothing else is queued, running or on
+# its way, runs its pass at once on the event loop's thread (:meth:`MicroBatcher._run_inline`).
+INLINE_MAX_TEXTS = 4
 PASS_EWMA_WEIGHT = 0.3  # of the newest full pass in the seconds-per-text estimate
 UNMEASURED_SECONDS_PER_TEXT = 0.001  # before any measurement (no model loaded yet)
 
@@ -163,9 +168,11 @@ class MicroBatcher:
         """Probabilities ``[len(encoded), labels]`` from ``classifier``, batched with others."""
         return await self.wait(self.enqueue(classifier, encoded), disconnected)
 
-    def enqueue(self, classifier: Classifier, encoded: list[list[int]]) -> Ticket:
+    def enqueue(self, classifier: Classifier, encoded: list[list[int]], lone_client: bool = False) -> Ticket:
         """Queue the texts (synchronously: a route holding :meth:`arrival` is queued before it
-        lets go); :class:`Overloaded` when the queue is full."""
+        lets go); :class:`Overloaded` when the queue is full. ``lone_client``: the request came
+        on the only connection that sent any lately; if the batcher is idle too, its pass runs
+        now (:meth:`_run_inline`)."""
         n = len(encoded)
         if self.queued_texts and self.queued_texts + n > self.max_queued_texts:
             self.metrics.shed.labels("overload").inc()
@@ -176,11 +183,46 @@ class MicroBatcher:
             )
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         item = Ticket(classifier, encoded, future)
+        if lone_client and self._alone(n):
+            self._run_inline(item)
+            return item
         self._queue.append(item)
         self.queued_texts += n
         self.metrics.queue_depth.set(self.queued_texts)
         self._changed.set()
         return item
+
+    def _alone(self, texts: int) -> bool:
+        """Whether a request of ``texts`` texts is the only work there is: nothing queued, no
+        pass running, no other request on its way (the caller may hold an :meth:`arrival`)."""
+        return (
+            texts <= INLINE_MAX_TEXTS
+            and self.queued_texts == 0
+            and not self._in_pass
+            and self.arriving <= 1
+            and (self._task is None or not self._task.done())
+        )
+
+    def _run_inline(self, item: Ticket) -> None:
+        """The pass of a lone client's small request, on the event loop's own thread: no
+        thread hop there and back. The loop is held for that one pass; a request that arrives
+        meanwhile (another client starting) is read right after it, when the next pass could
+        only have started anyway, and it is no longer alone. Only for a lone client: requests
+        of several clients read in one loop iteration would each find the batcher idle and run
+        one by one, unbatched."""
+        item.taken = True
+        self.metrics.queue_wait.observe(0.0)
+        self._in_pass = True
+        started = time.perf_counter()
+        try:
+            (result,) = self._forward([item])
+        finally:
+            self._in_pass = False
+        self._observe_pass(item.classifier, len(item.encoded), time.perf_counter() - started)
+        if isinstance(result, BaseException):
+            item.future.set_exception(result)
+        else:
+            item.future.set_result(result)
 
     async def wait(
         self, item: Ticket, disconnected: Callable[[], Awaitable[None]] | None = None
@@ -190,6 +232,8 @@ class MicroBatcher:
         :class:`DeadlinePassed` when the texts waited past the deadline, :class:`ClientGone`
         when ``disconnected`` returned first; in both cases no pass runs for them.
         """
+        if item.future.done():  # computed inline
+            return item.future.result()
         watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
         try:
             waiting: set[asyncio.Future[Any]] = {item.future}

@@ -49,7 +49,8 @@ class Cache(Protocol):
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
-    async def set_many(self, items: dict[str, bytes]) -> None: ...
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        """Store the items; never waits for a round trip (Redis writes go out from a task)."""
 
     def status(self) -> str: ...
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -27,7 +26,6 @@ class Services:
     holder: ModelHolder
     batcher: MicroBatcher
     drift: DriftTracker
-    background: set[asyncio.Task[None]]
 
 
 async def get_services(request: Request) -> Services:
@@ -39,12 +37,17 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_model(services: ServicesDep) -> Classifier:
-    """The model snapshot this request runs on (it keeps it even if a swap happens meanwhile)."""
+def model_of(services: Services) -> Classifier:
+    """The model snapshot a request runs on (it keeps it even if a swap happens meanwhile)."""
     model = services.holder.current
     if model is None:
         raise HTTPException(503, "no model loaded yet: train and promote one (tweetdomains train)")
     return model
+
+
+async def get_model(services: ServicesDep) -> Classifier:
+    """:func:`model_of`, as a dependency."""
+    return model_of(services)
 
 
 ModelDep = Annotated[Classifier, Depends(get_model)]

@@ -1,7 +1,8 @@
 """uvicorn's httptools protocol with what nginx has and uvicorn lacks: a bound on the request
 line + headers (431) and a timeout for them (408), answered as JSON with a lingering close.
 Each request's scope records when its headers were parsed, so that admission control sees how
-long it waited for the app.
+long it waited for the app, and whether its connection is the only one that sent a request in
+the last quarter second (a lone client: the batcher may run its pass at once, on the loop).
 
 httptools buffers a header until it ends, so without a bound a 64 MB header is held in memory
 and accepted; uvicorn has only a keep-alive timeout, so a client may trickle headers forever.
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections import OrderedDict
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tweetdomains_api.errors import error_body
-from tweetdomains_api.middleware import RECEIVED_AT
+from tweetdomains_api.middleware import ONLY_CONNECTION, RECEIVED_AT
 
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 LINGER_S = 2.0  # how long a refused connection's remaining bytes are read and discarded
@@ -28,9 +30,15 @@ class HeadersTooLarge(Exception):
     (answered already, so :meth:`GuardedHttpToolsProtocol.send_400_response` adds nothing)."""
 
 
+ACTIVE_WINDOW_S = 0.25  # a connection that sent a request this recently counts as active
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 64 * 1024
     header_timeout_s = 10.0
+    # Connections by when each last sent a request, oldest first (shared by the server's
+    # connections): a request on the only active one cannot be batched with anybody's.
+    _active: ClassVar[OrderedDict[int, float]] = OrderedDict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,12 +80,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
         self._cancel_timer()
-        self.scope[RECEIVED_AT] = time.perf_counter()  # type: ignore[literal-required]
+        now = time.perf_counter()
+        self.scope[RECEIVED_AT] = now  # type: ignore[literal-required]
+        self.scope[ONLY_CONNECTION] = self._note_active(now) == 1  # type: ignore[literal-required]
         head_bytes, self._head_bytes = self._head_bytes, 0
         if head_bytes > self.max_header_bytes:  # arrived whole, in one read
             self._refuse(431, f"request line and headers larger than {self.max_header_bytes} bytes")
             raise HeadersTooLarge()  # stops the parser; the app never sees the request
         super().on_headers_complete()
+
+    def _note_active(self, now: float) -> int:
+        """Record this connection's request; how many connections sent one lately."""
+        active = self._active
+        active[id(self)] = now
+        active.move_to_end(id(self))
+        while active and next(iter(active.values())) < now - ACTIVE_WINDOW_S:
+            active.popitem(last=False)
+        return len(active)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -86,6 +105,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._active.pop(id(self), None)
         super().connection_lost(exc)
 
     def _headers_too_slow(self) -> None:

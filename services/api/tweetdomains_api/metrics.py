@@ -49,6 +49,9 @@ class ApiMetrics:
             "tweetdomains_inference_seconds", "forward pass time", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.cache = Counter("tweetdomains_cache_total", "cache lookups per text", ["result"], registry=r)
+        self.cache_hit, self.cache_miss, self.cache_error = (
+            self.cache.labels(result) for result in ("hit", "miss", "error")
+        )
         self.model_info = Gauge("tweetdomains_model_info", "served model (value 1)", ["run_id"], registry=r)
         self.model_load_seconds = Gauge("tweetdomains_model_load_seconds", "last model load time", registry=r)
         self.reloads = Counter(

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Match, Router
 
 from tweetdomains_api.errors import error_body
@@ -30,6 +31,9 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 CLASSIFY_PATHS = frozenset({"/classify", "/classify/batch"})
 # perf_counter() when the server parsed the request's headers (set by the HTTP protocol).
 RECEIVED_AT = "tweetdomains.received_at"
+# True when the request's connection is the only one that sent a request lately (set by the
+# HTTP protocol; absent under other servers): nobody's request can share its forward pass.
+ONLY_CONNECTION = "tweetdomains.only_connection"
 SHED_DRAIN_BYTES = 1 << 20  # of a refused request's body read before answering
 BROWSER_PATHS = frozenset({"/", "/docs", "/redoc"})  # answered with a Basic challenge
 
@@ -76,6 +80,21 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.router = router
+        # The labelled series, looked up once each (``labels()`` costs a lock and a hash).
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._timers: dict[str, Any] = {}
+
+    def _observe(self, route: str, method: str, status: str, seconds: float) -> None:
+        counter = self._counters.get((route, method, status))
+        if counter is None:
+            counter = self._counters[route, method, status] = self.metrics.requests.labels(
+                route, method, status
+            )
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = self.metrics.latency.labels(route)
+        counter.inc()
+        timer.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,8 +115,32 @@ class MetricsMiddleware:
         finally:
             self.metrics.in_flight.dec()
             route = route_label(scope, self.router)
-            self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self._observe(route, scope.get("method", ""), str(status), time.perf_counter() - started)
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"accept-encoding" and b"gzip" in value.lower():
+            return True
+    return False
+
+
+class GzipWhenAsked(GZipMiddleware):
+    """Starlette's gzip for requests that accept it; the others pass straight through with
+    ``Vary: Accept-Encoding`` (Starlette wraps every response to decide that, a cost each
+    small answer paid)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _accepts_gzip(scope):
+            await super().__call__(scope, receive, send)
+            return
+
+        async def send_with_vary(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"vary", b"Accept-Encoding")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_vary)
 
 
 def _presented_key(scope: Scope) -> str | None:

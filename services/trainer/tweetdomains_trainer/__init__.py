@@ -14,6 +14,7 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``data`` | records -> deduplicated splits -> flat encoded arrays (cached) -> length-bucketed batches |
 | ``shards`` | one raw batch as a memory-mapped shard file: tokens, labels, content and id hashes |
 | ``words`` | one raw batch read, normalized and tokenized as a whole into its words shard |
+| ``pool`` | the process pool a corpus prepares in: tokenize new batches, encode new shards |
 | ``stream`` | sharded splits read through memory maps; rank-disjoint, resumable batch streams |
 | ``corpus`` | the store's raw batches as shards: encoded once, deduplicated and split by hashes |
 | ``reports`` | Markdown tables, plots and run reports |

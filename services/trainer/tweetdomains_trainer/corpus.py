@@ -3,14 +3,15 @@
 :meth:`ShardedCorpus.prepare` is the sharded counterpart of ``load_dataset`` +
 ``encode_dataset``:
 
-1. every raw batch without a words shard is parsed and tokenized, in a process pool;
+1. every raw batch without a words shard is parsed and tokenized, in a process pool
+   (:mod:`.pool`: every per-batch step runs in its workers, the parent only merges);
 2. duplicates go by 8-byte hashes, corpus-wide, with ``build_dataset``'s rule (the first
    record of an id wins, then the first of a content), in store key order;
 3. the split is :func:`dataset.split_of` of the content hash, so no tweet changes sides;
 4. the vocabulary comes from token counts summed shard by shard over the train split
    (the same table ``build_vocab`` makes from the records), or is given, or (``keep_vocab``)
    is the one the store's last corpus with the same vocabulary options built;
-5. every shard not yet encoded with that vocabulary is, by table lookup.
+5. every shard not yet encoded with that vocabulary is, by table lookup, in the same pool.
 
 Why a retrain keeps its vocabulary: an encoded shard is named by its vocabulary's
 fingerprint, and a vocabulary rebuilt from 5% more tweets almost always differs in a few
@@ -30,12 +31,9 @@ them, so the same recipe and seed train the same model on either path.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import logging
-import multiprocessing
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,25 +46,21 @@ from tweetdomains.dataset import RAW_PREFIX
 from tweetdomains.store import LocalStore, ObjectNotFound, ObjectStore
 from tweetdomains.vocab import Vocabulary
 from tweetdomains_trainer.data import SPLITS, build_vocab
+from tweetdomains_trainer.pool import BatchPool, encode_shards, tokenize_new
 from tweetdomains_trainer.shards import (
     SHARDS_PREFIX,
     ShardCache,
     ShardFile,
     WordShard,
-    encode_words,
-    encoded_key,
     vocab_dir,
     words_key,
 )
 from tweetdomains_trainer.stream import Part, ShardedSplit, SplitTexts, flat_ranges
-from tweetdomains_trainer.words import stats_of, tokenize_batch, tokenize_task
+from tweetdomains_trainer.words import stats_of
 
 log = logging.getLogger(__name__)
 
 SPLIT_CODES = {"test": 0, "validation": 1, "train": 2}
-# Raw bytes (gzip JSONL, ~135 bytes a tweet) below which new batches are tokenized without a
-# process pool: about the work of the second a pool takes to start.
-POOL_MIN_BYTES = 2 << 20
 
 
 @dataclass
@@ -105,6 +99,7 @@ class ShardedCorpus:
     # The validation split's texts in row order (promotion re-scores the champion on them),
     # read from the raw batches only when used.
     validation_texts: Sequence[str] = field(default=(), compare=False)
+    cache: ShardCache | None = field(default=None, compare=False, repr=False)
 
     @property
     def cache_key(self) -> str:
@@ -143,53 +138,44 @@ class ShardedCorpus:
         say: Callable[[str], None] = log.info,
         raw_keys: Sequence[str] | None = None,
         keep_vocab: bool = False,
+        dry_run: bool = False,
     ) -> ShardedCorpus:
         """Shard, deduplicate, split and encode every batch under ``raw/`` (see the module doc).
 
         ``workers`` processes tokenize new batches (default: the CPUs); ``raw_keys`` limits
         the corpus to those batches (:meth:`load` uses it). Without ``vocab``,
         ``keep_vocab`` reuses the vocabulary recorded for these options by an earlier call;
-        one built from the counts is recorded for the calls after. ValueError when the
-        corpus cannot train a model.
+        one built from the counts is recorded for the calls after. ``dry_run`` writes nothing
+        to the store (new shards go to a temporary folder the corpus keeps). ValueError when
+        the corpus cannot train a model.
         """
-        cache = ShardCache(store, local_dir)
+        cache = ShardCache(store, local_dir, read_only=dry_run)
         if raw_keys is None:
             raw_keys = [k for k in store.list(RAW_PREFIX) if k.endswith((".jsonl.gz", ".jsonl"))]
         counts = CorpusCounts(
             batches=len(raw_keys), test_percent=test_percent, validation_percent=validation_percent
         )
-        missing = [k for k in raw_keys if _needs_tokenizing(cache, k)]
-        if missing:
-            say(f"shards: tokenizing {len(missing)} of {len(raw_keys)} raw batches")
-            counts.tokenized = _tokenize_all(store, cache, missing, workers)
-        shards = [WordShard.open(cache, k) for k in raw_keys]
-        codes = _split_codes(shards, counts, test_percent, validation_percent)
-        labels = _train_labels(shards, codes)
-        kept_key = _kept_vocab_key(vocab_kind, min_count, max_vocab, test_percent, validation_percent)
-        if vocab is None and keep_vocab:
-            vocab = _kept_vocab(store, kept_key)
-            if vocab is not None:
-                say(
-                    f"vocabulary: reusing {kept_key} ({len(vocab):,} tokens; "
-                    "--refresh-vocab builds a fresh one)"
-                )
-        if vocab is None:
-            vocab = _corpus_vocab(shards, codes, vocab_kind, min_count, max_vocab)
-            store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
-        encoded = []
-        directory = vocab_dir(vocab, max_tokens)
-        for shard in shards:
-            key = encoded_key(shard.key, vocab, max_tokens, directory)
-            try:
-                encoded.append(cache.open(key))
-                continue
-            except ObjectNotFound:
-                pass
-            except (ValueError, OSError) as exc:  # a damaged shard is encoded again
-                log.warning("re-encoding unreadable shard %s: %s", key, exc)
-            cache.put(key, encode_words(shard, vocab, max_tokens))
-            encoded.append(cache.open(key))
-            counts.encoded += 1
+        with BatchPool(workers) as pool:  # pass 1, merges, pass 2: see the pool module
+            missing = [k for k in raw_keys if _needs_tokenizing(cache, k)]
+            if missing:
+                say(f"shards: tokenizing {len(missing)} of {len(raw_keys)} raw batches")
+                counts.tokenized = tokenize_new(store, cache, missing, pool)
+            shards = [WordShard.open(cache, k) for k in raw_keys]
+            codes = _split_codes(shards, counts, test_percent, validation_percent)
+            labels = _train_labels(shards, codes)
+            kept_key = _kept_vocab_key(vocab_kind, min_count, max_vocab, test_percent, validation_percent)
+            if vocab is None and keep_vocab:
+                vocab = _kept_vocab(store, kept_key)
+                if vocab is not None:
+                    say(
+                        f"vocabulary: reusing {kept_key} ({len(vocab):,} tokens; "
+                        "--refresh-vocab builds a fresh one)"
+                    )
+            if vocab is None:
+                vocab = _corpus_vocab(shards, codes, vocab_kind, min_count, max_vocab)
+                if not dry_run:
+                    store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
+            encoded, counts.encoded = encode_shards(cache, shards, vocab, max_tokens, pool)
         splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
         _count_labels(counts, labels, splits)
         digest = _data_hash(shards, test_percent, validation_percent)
@@ -205,7 +191,9 @@ class ShardedCorpus:
             raise ValueError(
                 f"no validation records in {source}: need more labeled tweets ({corpus.summary()})"
             )
-        store.put(corpus.cache_key, json.dumps(corpus.manifest(), indent=1).encode())
+        corpus.cache = cache  # its memory maps may live in the dry run's temporary folder
+        if not dry_run:
+            store.put(corpus.cache_key, json.dumps(corpus.manifest(), indent=1).encode())
         return corpus
 
     @classmethod
@@ -259,37 +247,6 @@ def _needs_tokenizing(cache: ShardCache, raw_key: str) -> bool:
     return False
 
 
-def _tokenize_all(store: ObjectStore, cache: ShardCache, keys: Sequence[str], workers: int | None) -> int:
-    """Tokenize ``keys`` in ``workers`` processes, at most two batches in flight per worker.
-
-    A few small batches (a retrain's, under ``POOL_MIN_BYTES`` in all) are tokenized in this
-    process: starting the pool (an interpreter per worker, about a second) costs more.
-    """
-    workers = max(1, min(workers or os.cpu_count() or 1, len(keys)))
-    few = {key: store.get(key) for key in keys} if len(keys) <= 2 * workers else None
-    if few is not None and sum(len(data) for data in few.values()) < POOL_MIN_BYTES:
-        workers = 1
-    if workers == 1:
-        for key in keys:
-            cache.put(words_key(key), tokenize_batch(key, few.pop(key) if few else store.get(key)))
-        return len(keys)
-    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        pending: set[concurrent.futures.Future[tuple[str, bytes]]] = set()
-        queue = iter(keys)
-        for key in queue:
-            pending.add(pool.submit(tokenize_task, (key, few.pop(key) if few else store.get(key))))
-            if len(pending) >= 2 * workers:
-                done, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
-                for future in done:
-                    raw_key, data = future.result()
-                    cache.put(words_key(raw_key), data)
-        for future in concurrent.futures.as_completed(pending):
-            raw_key, data = future.result()
-            cache.put(words_key(raw_key), data)
-    return len(keys)
-
-
 def _split_codes(
     shards: Sequence[WordShard], counts: CorpusCounts, test_percent: int, validation_percent: int
 ) -> list[np.ndarray]:
@@ -306,6 +263,7 @@ def _split_codes(
     content = np.concatenate([np.asarray(s.file["content_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
     ids = np.concatenate([np.asarray(s.file["id_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
     has_id = np.concatenate([np.asarray(s.file["has_id"]) for s in shards] or [np.zeros(0, bool)])
+    _release(shards)
     with_id = np.flatnonzero(has_id)
     first_of_id = np.zeros(len(content), dtype=bool)
     first_of_id[with_id[np.unique(ids[with_id], return_index=True)[1]]] = True
@@ -333,19 +291,32 @@ def _train_labels(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> l
         rows = np.flatnonzero(code == SPLIT_CODES["train"])
         used = np.unique(np.asarray(shard.file["label_ids"])[flat_ranges(offsets[rows], offsets[rows + 1])])
         names.update(shard.labels[i] for i in used)
+        shard.file.release()
     return sorted(names)
 
 
 def _corpus_vocab(
     shards: Sequence[WordShard], codes: Sequence[np.ndarray], kind: str, min_count: int, max_vocab: int
 ) -> Vocabulary:
-    """``build_vocab`` over the train split, from token counts summed shard by shard."""
-    counts: Counter[str] = Counter()
+    """``build_vocab`` over the train split, from token counts summed shard by shard.
+
+    The merge runs at C speed: each shard's tokens are looked up in one corpus-wide index
+    (the new ones added to it as a set difference) and their train counts summed by id.
+    """
+    index: dict[str, int] = {}
+    totals = np.zeros(0, dtype=np.int64)
     for shard, code in zip(shards, codes, strict=True):
         tokens = shard.tokens
         in_train = np.repeat(code == SPLIT_CODES["train"], shard.lengths)
         used = np.bincount(np.asarray(shard.file["token_ids"])[in_train], minlength=len(tokens))
-        counts.update({tokens[i]: int(used[i]) for i in np.flatnonzero(used)})
+        new = set(tokens).difference(index)
+        index.update(zip(new, range(len(index), len(index) + len(new)), strict=True))
+        ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        totals = np.concatenate([totals, np.zeros(len(index) - len(totals), dtype=np.int64)])
+        totals[ids] += used  # a shard's table holds each token once
+        shard.file.release()
+    names, seen = list(index), np.flatnonzero(totals)
+    counts = Counter(dict(zip(map(names.__getitem__, seen.tolist()), totals[seen].tolist(), strict=True)))
     if kind == "word":
         # Counter.update adds a mapping's counts: one "text" holding every count builds the
         # very table the records would.
@@ -429,4 +400,11 @@ def _content_sha256(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) ->
             digest.update((offsets[rows + 1] - offsets[rows]).tobytes())
             digest.update(label_ids.tobytes())
             digest.update("\n".join(shard.labels).encode() + b"\0")
+    _release(shards)
     return digest.hexdigest()
+
+
+def _release(shards: Sequence[WordShard]) -> None:
+    """Each shard's read pages dropped from this process (see ``ShardFile.release``)."""
+    for shard in shards:
+        shard.file.release()

@@ -70,6 +70,7 @@ def prepare_corpus(
             validation_percent=options.validation_percent,
             say=progress.say,
             keep_vocab=not options.refresh_vocab,
+            dry_run=options.dry_run,
         )
 
     corpus = (dist or Distributed()).first_on_main(build)

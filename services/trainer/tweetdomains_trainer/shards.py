@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import mmap
 import os
 import tempfile
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tweetdomains.store import LocalStore, ObjectStore
-from tweetdomains.vocab import UNK_ID, Vocabulary
+from tweetdomains.vocab import UNK_ID, Vocabulary, WordpieceVocabulary
 
 MAGIC = b"TDSHARD1"
 ALIGN = 64
@@ -85,19 +86,28 @@ class ShardFile:
         end = self._start + max((a["offset"] + _nbytes(a) for a in self._layout.values()), default=0)
         if self.path.stat().st_size < end:
             raise ValueError(f"{self.path} is truncated")
+        self._map: np.memmap | None = None  # the whole file, mapped once on first use
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._cache:
             spec = self._layout[name]
-            shape = tuple(spec["shape"])
-            if _nbytes(spec) == 0:  # np.memmap refuses an empty map
-                self._cache[name] = np.zeros(shape, dtype=np.dtype(spec["dtype"]))
+            shape, dtype, size = tuple(spec["shape"]), np.dtype(spec["dtype"]), _nbytes(spec)
+            if size == 0:  # np.memmap refuses an empty map
+                self._cache[name] = np.zeros(shape, dtype=dtype)
             else:
-                self._cache[name] = np.memmap(
-                    self.path, dtype=np.dtype(spec["dtype"]), mode="r", offset=self._start + spec["offset"],
-                    shape=shape,
-                )  # fmt: skip
+                if self._map is None:
+                    self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
+                at = self._start + spec["offset"]  # 64-byte aligned: a view of the map, no copy
+                self._cache[name] = self._map[at : at + size].view(dtype).reshape(shape)
         return self._cache[name]
+
+    def release(self) -> None:
+        """Drop the pages of this file that this process has read (they stay in the page
+        cache, and come back on the next read): a pass over every shard's arrays then leaves
+        the resident memory as it found it, not the corpus's size larger."""
+        handle = getattr(self._map, "_mmap", None)
+        if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+            handle.madvise(mmap.MADV_DONTNEED)
 
 
 def _nbytes(spec: Mapping[str, Any]) -> int:
@@ -106,16 +116,29 @@ def _nbytes(spec: Mapping[str, Any]) -> int:
 
 def string_table(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Strings as one UTF-8 byte array and ``[n + 1]`` offsets (no object arrays)."""
+    offsets = np.zeros(len(names) + 1, dtype=np.int64)
+    blob = "".join(names).encode("utf-8")
+    if len(blob) == sum(map(len, names)):  # every character ASCII: a byte each
+        np.cumsum(np.fromiter(map(len, names), dtype=np.int64, count=len(names)), out=offsets[1:])
+        return np.frombuffer(blob, dtype=np.uint8), offsets
     encoded = [n.encode("utf-8") for n in names]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
     return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
 
 
 def read_table(shard: ShardFile, name: str) -> list[str]:
-    """The strings :func:`string_table` stored under ``name``."""
-    blob, offsets = bytes(shard[f"{name}_blob"]), shard[f"{name}_offsets"].tolist()
-    return [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(offsets)]
+    """The strings :func:`string_table` stored under ``name``.
+
+    When no string holds a newline (no token does), a newline goes in at every boundary and
+    the whole table is decoded and split at once, at C speed.
+    """
+    blob, offsets = np.asarray(shard[f"{name}_blob"]), np.asarray(shard[f"{name}_offsets"])
+    if len(offsets) < 2:
+        return []
+    raw = blob.tobytes()
+    if b"\n" not in raw:
+        return np.insert(blob, offsets[1:-1], ord("\n")).tobytes().decode("utf-8").split("\n")
+    return [raw[a:b].decode("utf-8") for a, b in itertools.pairwise(offsets.tolist())]
 
 
 # ----------------------------------------------------------------------------- store locations
@@ -132,7 +155,7 @@ def words_key(raw_key: str) -> str:
 
 def vocab_dir(vocab: Vocabulary, max_tokens: int) -> str:
     """``<kind>-<fingerprint>-t<max_tokens>``: the folder of one vocabulary's shards."""
-    kind = str(json.loads(vocab.to_json()).get("kind", "word"))
+    kind = "wordpiece" if isinstance(vocab, WordpieceVocabulary) else "word"  # what its to_json says
     return f"{kind}-{vocab.fingerprint()}-t{max_tokens}"
 
 
@@ -149,9 +172,13 @@ class ShardCache:
     A local store's files are read in place. For any other store (S3) a shard is copied
     once into ``local_dir`` (by default ``<temp dir>/tweetdomains-shards/<store hash>``: the
     trainer's images run with a read-only root and a writable ``/tmp``, not a writable home).
+    ``read_only`` (a dry run) writes nothing to the store: new shards go to a temporary
+    folder, removed once the cache and every array mapped from it are gone.
     """
 
-    def __init__(self, store: ObjectStore, local_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, store: ObjectStore, local_dir: str | Path | None = None, read_only: bool = False
+    ) -> None:
         self.store = store
         if isinstance(store, LocalStore):
             self.root = store.root
@@ -159,16 +186,34 @@ class ShardCache:
             digest = hashlib.sha1(str(getattr(store, "uri", repr(store))).encode()).hexdigest()[:12]
             default = Path(tempfile.gettempdir()) / "tweetdomains-shards" / digest
             self.root = Path(local_dir) if local_dir is not None else default
+        self._scratch = tempfile.TemporaryDirectory(prefix="tweetdomains-dry-run-") if read_only else None
+
+    @property
+    def read_only(self) -> bool:
+        return self._scratch is not None
+
+    def _written(self, key: str) -> Path | None:
+        """The scratch copy of ``key`` a read-only cache wrote, if any."""
+        if self._scratch is None:
+            return None
+        path = Path(self._scratch.name) / key
+        return path if path.is_file() else None
 
     def exists(self, key: str) -> bool:
-        return (self.root / key).is_file() or self.store.exists(key)
+        return self._written(key) is not None or (self.root / key).is_file() or self.store.exists(key)
 
     def put(self, key: str, data: bytes) -> None:
+        if self._scratch is not None:
+            _write_atomic(Path(self._scratch.name) / key, data)
+            return
         self.store.put(key, data)
         if not isinstance(self.store, LocalStore):
             _write_atomic(self.root / key, data)
 
     def open(self, key: str) -> ShardFile:
+        written = self._written(key)
+        if written is not None:
+            return ShardFile(written)
         path = self.root / key
         if not path.is_file():
             _write_atomic(path, self.store.get(key))

@@ -5,7 +5,7 @@
 byte the one a record-by-record ``read_jsonl_bytes`` + ``tokenize(normalize(text))`` +
 ``content_hash`` pass makes: plain INTERFACE.md lines go through orjson straight to the
 fields a shard keeps, every other line through the codecs' reader; the texts are normalized
-and tokenized as one batch (``text.normalize_many``, ``text.tokenize_many``).
+and tokenized in one pass (``text.tokenize_texts``).
 """
 
 from __future__ import annotations
@@ -21,14 +21,7 @@ import numpy as np
 import orjson
 
 from tweetdomains import codecs
-from tweetdomains.text import (
-    TEXT_END,
-    content_key_many,
-    normalize_many,
-    retweet_prefix_end,
-    tokenize,
-    tokenize_many,
-)
+from tweetdomains.text import content_key_many, retweet_prefix_end, tokenize_texts
 from tweetdomains_trainer.shards import ShardFile, pack, string_table
 
 
@@ -50,8 +43,7 @@ _OTHER_LINE_BREAK_BYTES = (
     b"\xe2\x80\xa8",
     b"\xe2\x80\xa9",
 )
-_LIST_FIELDS = ("domain_ids", "entities")
-_STR_FIELDS = ("id", "lang", "created_at")
+_STR_OR_NONE = frozenset({str, type(None)})
 
 
 def _plain_line(line: bytes) -> tuple[str, list[str], str | None] | None:
@@ -67,17 +59,20 @@ def _plain_fields(obj: Any) -> tuple[str, list[str], str | None] | None:
     valid UTF-8: orjson refuses lone surrogates); None for anything else."""
     if type(obj) is not dict:
         return None
-    text, domains = obj.get("text"), obj.get("domains", obj)  # obj: "domains" absent
-    if type(text) is not str or domains is obj:
+    get = obj.get
+    text, domains, record_id = get("text"), get("domains", obj), get("id")  # obj: "domains" absent
+    if (
+        type(text) is not str
+        or domains is obj
+        or type(record_id) not in _STR_OR_NONE
+        or type(get("lang")) not in _STR_OR_NONE
+        or type(get("created_at")) not in _STR_OR_NONE
+    ):
         return None
-    for name in _STR_FIELDS:
-        value = obj.get(name)
-        if value is not None and type(value) is not str:
+    for value in (domains, get("domain_ids"), get("entities")):
+        if value is not None and (type(value) is not list or (value and not _all_str(value))):
             return None
-    for value in (domains, *(obj.get(name) for name in _LIST_FIELDS)):
-        if value is not None and (type(value) is not list or not _all_str(value)):
-            return None
-    return text, domains or [], obj.get("id")
+    return text, domains or [], record_id
 
 
 def _all_str(values: list[Any]) -> bool:
@@ -132,33 +127,28 @@ def _labeled(
 def _interned(items: list[str]) -> tuple[list[str], np.ndarray]:
     """Distinct ``items`` in order of first appearance, and each item's index among them."""
     table = list(dict.fromkeys(items))
-    index = {item: i for i, item in enumerate(table)}
-    ids = np.array(list(map(index.__getitem__, items)), dtype=np.int64)
+    index = dict(zip(table, range(len(table)), strict=True))
+    ids = np.fromiter(map(index.__getitem__, items), dtype=np.int64, count=len(items))
     return table, ids
 
 
-def _word_tokens(normalized: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
-    """``(token table, token ids, [n + 1] offsets, content key per text)`` of normalized texts;
-    the key is ``content_key``'s when unescaping and a retweet prefix change nothing."""
-    if not normalized:
-        return [], np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64), []
-    flat = tokenize_many(normalized)
-    if flat is None:  # a tweet holding TEXT_END: one text at a time
-        flat = [t for text in normalized for t in (*tokenize(text), TEXT_END)]
-    table, flat_ids = _interned(flat)
-    end_id = table.index(TEXT_END)
-    in_key = np.array([t == TEXT_END or not (t.startswith("'") or t == "n't") for t in table], dtype=bool)
-    del table[end_id]
-    ends = flat_ids == end_id
-    end_at = np.flatnonzero(ends)
-    token_ids = flat_ids[~ends]
-    token_ids -= (token_ids > end_id).astype(np.int64)  # ids in the table without TEXT_END
-    offsets = np.zeros(len(normalized) + 1, dtype=np.int64)
-    offsets[1:] = end_at - np.arange(len(end_at))
-    # Every text's key words joined at once, then cut at the TEXT_ENDs kept among them.
-    kept = itertools.compress(flat, in_key[flat_ids].tolist())
-    keys = [key.strip(" ") for key in " ".join(kept).split(TEXT_END)[: len(normalized)]]
+def _word_tokens(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+    """``(token table, token ids, [n + 1] offsets, content key per text)`` of raw texts, each
+    tokenized as ``tokenize(normalize(text))``; the key is ``content_key``'s when unescaping
+    and a retweet prefix change nothing."""
+    per_text = tokenize_texts(texts)
+    flat = list(itertools.chain.from_iterable(per_text))
+    table, token_ids = _interned(flat)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text)), out=offsets[1:])
+    keys = [" ".join(tokens) for tokens in per_text]
+    for i, key in enumerate(keys):
+        if "'" in key:  # only the clitics ("'s", "n't") hold one, and the key drops them
+            keys[i] = " ".join([t for t in per_text[i] if t[0] != "'" and t != "n't"])
     return table, token_ids, offsets, keys
+
+
+_RT = frozenset({"rt", "rT", "Rt", "RT"})  # what a retweet prefix starts with (IGNORECASE folds no other)
 
 
 def _content_key(text: str, own_key: str) -> str | None:
@@ -170,6 +160,8 @@ def _content_key(text: str, own_key: str) -> str | None:
     ``rt`` and then those of the text after the prefix: the mention is dropped by both, and
     what the prefix leaves (``:``, spaces) is no token.
     """
+    if "&" not in text and text[:2] not in _RT:
+        return own_key
     unescaped = html.unescape(text)  # the text itself when it holds no "&"
     if "&" in unescaped and html.unescape(unescaped) != unescaped:
         return None
@@ -188,12 +180,12 @@ def tokenize_batch(raw_key: str, data: bytes) -> bytes:
     Unlabeled records are counted and dropped (as :func:`dataset.build_dataset` does); the
     others keep their order, so the corpus order is the store's key order, record by record.
     The batch is read, normalized and tokenized as a whole (see :func:`_labeled`,
-    ``text.normalize_many``, ``text.tokenize_many``): the shard is the one record-by-record
+    ``text.tokenize_texts``): the shard is the one record-by-record
     ``read_jsonl_bytes`` + ``tokenize(normalize(text))`` + ``content_hash`` gives.
     """
     stats = codecs.ParseStats()
     texts, domains, record_ids, unlabeled = _labeled(data, stats)
-    tokens, token_ids, token_offsets, keys = _word_tokens(normalize_many(texts))
+    tokens, token_ids, token_offsets, keys = _word_tokens(texts)
     labels, label_ids = _interned(list(itertools.chain.from_iterable(domains)))
     label_offsets = np.zeros(len(domains) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, domains), dtype=np.int64, count=len(domains)), out=label_offsets[1:])

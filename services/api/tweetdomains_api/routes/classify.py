@@ -2,41 +2,56 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
+import orjson
 from fastapi import APIRouter, HTTPException, Request
+from starlette.responses import Response
 
 from tweetdomains.predict import Classifier
-from tweetdomains.text import normalize, tokenize
-from tweetdomains_api.answers import from_cache_value, quantize, render, to_cache_value
+from tweetdomains.text import normalize_many, tokenize
+from tweetdomains_api.answers import Rendered, from_cache_value, quantize, renderer_for, to_cache_value
 from tweetdomains_api.batcher import ClientGone, Refused
 from tweetdomains_api.cache import CacheUnavailable, cache_key
-from tweetdomains_api.deps import ModelDep, Services, ServicesDep
+from tweetdomains_api.deps import Services, model_of
 from tweetdomains_api.errors import CLIENT_CLOSED, error_responses
-from tweetdomains_api.responses import OrjsonResponse
+from tweetdomains_api.middleware import ONLY_CONNECTION
 from tweetdomains_api.schemas import BatchRequest, BatchResponse, ClassifyRequest, ClassifyResponse
 
 router = APIRouter(tags=["classify"])
 RESPONSES = error_responses(401, 413, 422, 431, 503)
 
 
+NOTHING_LEFT = (
+    "has nothing to classify once normalized: no word, number or emoji is left after URLs, "
+    "@mentions, markup and invisible characters are removed"
+)
+
+
+def _field(texts: list[str], i: int) -> str:
+    return "text" if len(texts) == 1 else f"texts[{i}]"
+
+
 def check_texts(texts: list[str], limit: int) -> list[str]:
     """The texts normalized (once: the cache key hashes them too); 422 for a text over the hard
-    cap or with nothing to classify once normalized."""
-    normalized = []
+    cap. Whether anything is left to classify is checked on the cache's misses (:func:`tokens_of`):
+    a cached text had."""
     for i, text in enumerate(texts):
-        field = "text" if len(texts) == 1 else f"texts[{i}]"
         if len(text) > limit:
-            raise HTTPException(422, f"{field} is {len(text)} characters long; the limit is {limit}")
-        normalized.append(normalize(text))
-        if not tokenize(normalized[-1]):
             raise HTTPException(
-                422,
-                f"{field} has nothing to classify once normalized: no word, number or emoji is left "
-                "after URLs, @mentions, markup and invisible characters are removed",
+                422, f"{_field(texts, i)} is {len(text)} characters long; the limit is {limit}"
             )
-    return normalized
+    return normalize_many(texts)
+
+
+def tokens_of(texts: list[str], normalized: list[str], indices: list[int]) -> list[list[str]]:
+    """The tokens of ``normalized[i]`` for each index; 422 for the first with none."""
+    out = []
+    for i in indices:
+        tokens = tokenize(normalized[i])
+        if not tokens:
+            raise HTTPException(422, f"{_field(texts, i)} {NOTHING_LEFT}")
+        out.append(tokens)
+    return out
 
 
 def refused(exc: Refused) -> HTTPException:
@@ -52,7 +67,7 @@ async def disconnect_of(request: Request) -> None:
 
 async def classify_texts(
     services: Services, classifier: Classifier, texts: list[str], request: Request
-) -> list[dict[str, object]]:
+) -> list[Rendered]:
     """Results in input order: the cache is looked up in one round trip, the misses go through
     one batched forward pass and are cached afterwards."""
     metrics = services.metrics
@@ -64,17 +79,19 @@ async def classify_texts(
             metrics.redis_up.set(1)
         except CacheUnavailable:
             values = [None] * len(keys)
-            metrics.cache.labels("error").inc(len(keys))
+            metrics.cache_error.inc(len(keys))
             metrics.redis_up.set(0)
         labels = len(classifier.labels)
         rows = [from_cache_value(v, labels) for v in values]
         misses = [i for i, row in enumerate(rows) if row is None]
-        metrics.cache.labels("hit").inc(len(texts) - len(misses))
+        if len(misses) < len(texts):
+            metrics.cache_hit.inc(len(texts) - len(misses))
         if misses:
-            metrics.cache.labels("miss").inc(len(misses))
-            encoded = classifier.encode([texts[i] for i in misses])
+            metrics.cache_miss.inc(len(misses))
+            encoded = classifier.encode_tokens(tokens_of(texts, normalized, misses))
             try:
-                ticket = services.batcher.enqueue(classifier, encoded)
+                lone = request.scope.get(ONLY_CONNECTION, False) is True
+                ticket = services.batcher.enqueue(classifier, encoded, lone_client=lone)
             except Refused as exc:
                 raise refused(exc) from None
     quantized = np.zeros((len(texts), labels), dtype="<u2")
@@ -86,30 +103,33 @@ async def classify_texts(
         except ClientGone:
             raise HTTPException(CLIENT_CLOSED, "the client closed the connection") from None
         quantized[misses] = fresh
-        writes = {keys[i]: to_cache_value(fresh[j]) for j, i in enumerate(misses)}
-        task = asyncio.create_task(services.cache.set_many(writes))  # off the request's path
-        services.background.add(task)
-        task.add_done_callback(services.background.discard)
-    hits = [i for i, row in enumerate(rows) if row is not None]
-    for i in hits:
-        quantized[i] = rows[i]
+        # Never waits: the in-process layer is written now, Redis by the cache's own writer task.
+        await services.cache.set_many({keys[i]: to_cache_value(fresh[j]) for j, i in enumerate(misses)})
+    for i, row in enumerate(rows):
+        if row is not None:
+            quantized[i] = row
     missed = set(misses)
-    results = render(classifier, quantized, [i not in missed for i in range(len(texts))])
-    services.drift.add(r["predicted"] for r in results)
+    results = renderer_for(classifier).render(quantized, [i not in missed for i in range(len(texts))])
+    services.drift.add(r.predicted for r in results)
     return results
 
 
-def _answer(payload: dict[str, object], classifier: Classifier) -> OrjsonResponse:
-    return OrjsonResponse(payload, headers={"X-Model-Version": classifier.run_id})
+def _answer(body: bytes, classifier: Classifier) -> Response:
+    # Rendered bytes, not a model: the routes' response_model documents them, and FastAPI
+    # neither validates nor re-serializes a Response.
+    return Response(body, media_type="application/json", headers={"X-Model-Version": classifier.run_id})
 
 
+# The routes take the app's services from the request rather than as dependencies: FastAPI
+# resolves a dependency per request, a cost the cheapest answers (cache hits) feel.
 @router.post("/classify", response_model=ClassifyResponse, responses=RESPONSES, operation_id="classify")
-async def classify(
-    body: ClassifyRequest, request: Request, services: ServicesDep, model: ModelDep
-) -> OrjsonResponse:
+async def classify(body: ClassifyRequest, request: Request) -> Response:
     """Every domain with its probability, highest first, and the predicted ones."""
+    services: Services = request.app.state.services
+    model = model_of(services)
     (result,) = await classify_texts(services, model, [body.text], request)
-    return _answer({"model_version": model.run_id, **result}, model)
+    head = b'{"model_version":' + orjson.dumps(model.run_id) + b","
+    return _answer(head + result.json[1:], model)
 
 
 @router.post(
@@ -118,12 +138,13 @@ async def classify(
     responses=RESPONSES,
     operation_id="classify_batch",
 )
-async def classify_batch(
-    body: BatchRequest, request: Request, services: ServicesDep, model: ModelDep
-) -> OrjsonResponse:
+async def classify_batch(body: BatchRequest, request: Request) -> Response:
     """Several texts in one request; results in input order."""
+    services: Services = request.app.state.services
+    model = model_of(services)
     limit = services.settings.max_texts_per_batch
     if len(body.texts) > limit:
         raise HTTPException(422, f"texts holds {len(body.texts)} items; the limit is {limit}")
     results = await classify_texts(services, model, body.texts, request)
-    return _answer({"model_version": model.run_id, "results": results}, model)
+    head = b'{"model_version":' + orjson.dumps(model.run_id) + b',"results":['
+    return _answer(head + b",".join(r.json for r in results) + b"]}", model)

@@ -1,0 +1,45 @@
+"""Answers rendered from quantized probabilities: the bytes parse to the documented shape, with
+the values, order and predicted domains the decision rule gives."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tweetdomains.metrics import decide
+from tweetdomains_api.answers import DECIMALS, Renderer, quantize
+
+LABELS = ['Say "hi"', "Musique é", "Person", "Sport", "Sports Team", "TV Shows"]
+
+
+def test_rendered_bytes_match_the_decision_rule_on_the_quantized_values() -> None:
+    rng = np.random.default_rng(0)
+    thresholds = np.array([0.5, 0.2, 0.35, 0.5, 0.1, 0.45], dtype=np.float32)
+    renderer = Renderer(LABELS, thresholds)
+    probs = rng.uniform(0, 1, (40, len(LABELS))) ** 3
+    probs[0] = 0.0  # nothing over a threshold: the top one (first of the ties) is predicted
+    probs[1, :3] = 0.7  # ties keep label order
+    quantized = quantize(probs)
+    cached = [bool(i % 2) for i in range(len(probs))]
+    values = np.round(quantized / 65535.0, DECIMALS)
+    chosen = decide(quantized / 65535.0, thresholds).astype(bool)
+    for i, answer in enumerate(renderer.render(quantized, cached)):
+        body = json.loads(answer.json)
+        order = np.argsort(-values[i], kind="stable")
+        assert [d["name"] for d in body["domains"]] == [LABELS[j] for j in order]
+        assert [d["probability"] for d in body["domains"]] == [float(values[i, j]) for j in order]
+        assert body["predicted"] == answer.predicted == [LABELS[j] for j in order if chosen[i, j]]
+        assert body["cached"] is cached[i]
+    assert renderer.render(quantized[:1], [False])[0].predicted == [LABELS[0]]
+
+
+def test_thresholds_near_a_quantized_level_decide_as_the_probabilities_do() -> None:
+    for level in (1, 13107, 32767, 32768):  # 13107 / 65535 is 0.2 exactly
+        for threshold in (level / 65535.0, np.nextafter(level / 65535.0, 1.0)):
+            thresholds = np.array([threshold, 0.5], dtype=np.float32)
+            renderer = Renderer(["A", "B"], thresholds)
+            rows = np.array([[level - 1, 0], [level, 0], [level + 1, 0]], dtype="<u2")
+            expected = decide(rows / 65535.0, thresholds)
+            for row, answer in zip(expected, renderer.render(rows, [False] * 3), strict=True):
+                assert answer.predicted == [name for name, on in zip("AB", row, strict=True) if on]
