@@ -110,13 +110,10 @@ class DistillSplit(EncodedSplit):
         return self.labels[self.labeled]
 
 
-def take_rows(split: EncodedSplit, rows: np.ndarray) -> EncodedSplit:
-    """A plain split of ``split``'s ``rows``, in that order."""
-    starts, ends = split.offsets[rows], split.offsets[rows + 1]
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(ends - starts, out=offsets[1:])
-    ids = np.concatenate([split.ids[a:b] for a, b in zip(starts, ends, strict=True)] or [split.ids[:0]])
-    return EncodedSplit(ids.astype(np.int32), offsets, split.labels[rows])
+def first_rows(split: EncodedSplit, n: int) -> EncodedSplit:
+    """A split of ``split``'s first ``n`` rows: views of its arrays, nothing copied."""
+    n = min(n, len(split))
+    return EncodedSplit(split.ids[: split.offsets[n]], split.offsets[: n + 1], split.labels[:n])
 
 
 @dataclass
@@ -135,6 +132,9 @@ class EncodedDataset:
     # The validation split's raw texts, in row order: the champion is re-scored on them
     # through its own vocabulary (promotion). Not cached either.
     validation_texts: list[str] = field(default_factory=list, compare=False)
+    # The records read and split in this process (``--data`` files; None when the arrays came
+    # from the cache alone): a distilled run's teacher scores their texts. Not cached.
+    dataset: Dataset | None = field(default=None, compare=False, repr=False)
 
     @property
     def cache_key(self) -> str:

@@ -29,15 +29,15 @@ from tweetdomains import codecs
 from tweetdomains.dataset import Dataset
 from tweetdomains.registry import RegistryError
 from tweetdomains.store import ObjectStore
-from tweetdomains.text import content_hash, normalize, tokenize
+from tweetdomains.text import content_hash, tokenize_texts
 from tweetdomains_trainer.data import (
     DistillSplit,
     EncodedDataset,
     EncodedSplit,
     concat_splits,
     encode_split,
+    first_rows,
     read_dataset,
-    take_rows,
 )
 from tweetdomains_trainer.options import TrainOptions
 from tweetdomains_trainer.pretrain_corpus import read_texts
@@ -114,7 +114,9 @@ def teacher_problem(
     return None
 
 
-def auto_teacher(store: ObjectStore, options: TrainOptions, labels: Sequence[str]) -> tuple[str | None, str]:
+def auto_teacher(
+    store: ObjectStore, options: TrainOptions, encoded: EncodedDataset
+) -> tuple[str | None, str]:
     """``--teacher auto``: the latest published teacher when it can teach this run, else None;
     and the one line that says which recipe was chosen and why."""
     where = f"{store.uri}/{TEACHERS_PREFIX}/"
@@ -124,8 +126,8 @@ def auto_teacher(store: ObjectStore, options: TrainOptions, labels: Sequence[str
         run_id = resolve_teacher(store, "latest")
     except ValueError:
         return None, f"recipe: quality (no teacher published under {where})"
-    dataset = _labeled_dataset(store, options)
-    problem = teacher_problem(store, run_id, options, dataset, labels)
+    dataset = _labeled_dataset(store, options, encoded)
+    problem = teacher_problem(store, run_id, options, dataset, encoded.labels)
     if problem:
         return None, f"recipe: quality (teacher {run_id} not used: {problem})"
     return run_id, f"recipe: quality distilled from teacher {run_id} ({where}latest.json)"
@@ -139,7 +141,7 @@ def prepare_distillation(
     assert options.teacher and options.teacher != "auto"
     say = progress.say
     run_id = resolve_teacher(store, options.teacher)
-    dataset = _labeled_dataset(store, options)
+    dataset = _labeled_dataset(store, options, encoded)
     if (len(dataset.train), len(dataset.validation)) != (len(encoded.train), len(encoded.validation)):
         raise ValueError("--teacher: the data read again differs from the encoded dataset")
     problem = teacher_problem(store, run_id, options, dataset, encoded.labels)
@@ -151,13 +153,12 @@ def prepare_distillation(
             f"unlabeled: {counts['kept']:,} tweets kept of {counts['read']:,} read "
             f"({counts['repeats']:,} repeats, {counts['labeled']:,} of the labeled data's tweets dropped)"
         )
-    train_rows = np.arange(len(encoded.train))
-    labeled_texts = [r.text for r in dataset.train] + [r.text for r in dataset.validation]
+    labeled_train, labeled_val = encoded.train, encoded.validation
     if options.dry_run:  # one batch: score a few rows, cache nothing
-        train_rows = train_rows[:DRY_RUN_ROWS]
-        labeled_texts = labeled_texts[:DRY_RUN_ROWS] + labeled_texts[len(dataset.train) :][:1]
+        labeled_train, labeled_val = first_rows(labeled_train, DRY_RUN_ROWS), first_rows(labeled_val, 1)
         unlabeled, kept = unlabeled[:DRY_RUN_ROWS], kept[kept < DRY_RUN_ROWS]
-    n_train, n_val = len(train_rows), len(labeled_texts) - len(train_rows)
+    n_train, n_val = len(labeled_train), len(labeled_val)
+    labeled_texts = [r.text for r in dataset.train[:n_train]] + [r.text for r in dataset.validation[:n_val]]
     say(
         f"soft labels: teacher {run_id} for {len(labeled_texts):,} labeled and "
         f"{len(unlabeled):,} unlabeled tweets"
@@ -183,20 +184,18 @@ def prepare_distillation(
     )
     texts = [unlabeled[i] for i in kept]
     extra = encode_split(
-        [tokenize(normalize(text)) for text in texts],
+        tokenize_texts(texts),
         [()] * len(texts),
         encoded.vocab,
         encoded.labels,
         encoded.max_tokens,
     )
     train = _with_soft(
-        concat_splits(take_rows(encoded.train, train_rows), extra),
+        concat_splits(labeled_train, extra),
         np.concatenate([labeled_probs[:n_train], unlabeled_probs]),
         np.arange(n_train + len(texts)) < n_train,
     )
-    validation = _with_soft(
-        take_rows(encoded.validation, np.arange(n_val)), labeled_probs[n_train:], np.ones(n_val, bool)
-    )
+    validation = _with_soft(labeled_val, labeled_probs[n_train:], np.ones(n_val, bool))
     summary = {
         "teacher": run_id,
         "distill_weight": options.distill_weight,
@@ -248,7 +247,10 @@ def _with_soft(split: EncodedSplit, soft: np.ndarray, labeled: np.ndarray) -> Di
     return DistillSplit(split.ids, split.offsets, split.labels, soft, labeled)
 
 
-def _labeled_dataset(store: ObjectStore, options: TrainOptions) -> Dataset:
+def _labeled_dataset(store: ObjectStore, options: TrainOptions, encoded: EncodedDataset) -> Dataset:
+    """The records ``encoded`` was made from: kept by ``prepare_records``, else read again."""
+    if encoded.dataset is not None:
+        return encoded.dataset
     return read_dataset(
         store, options.data, options.test_percent, options.validation_percent, options.label_field
     )[0]

@@ -255,6 +255,7 @@ def prepare_records(
     )
     encoded.lineage = data_lineage(source, dataset, encoded)
     encoded.validation_texts = [r.text for r in dataset.validation]
+    encoded.dataset = dataset
     return encoded
 
 
@@ -282,7 +283,7 @@ def _distillation(
     """``--teacher``: ``auto`` resolved to a teacher or none (said in one line), then the
     distillation splits, scored once on rank 0 (the other ranks read the cached soft labels)."""
     if options.teacher == "auto":
-        teacher, line = auto_teacher(store, options, encoded.labels)
+        teacher, line = auto_teacher(store, options, encoded)
         progress.say(line)
         options = replace(options, teacher=teacher)
     if not options.teacher:
