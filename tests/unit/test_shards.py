@@ -86,6 +86,8 @@ def test_a_short_length_cap_and_a_process_pool_give_the_same_arrays(store: Local
     corpus = ShardedCorpus.prepare(store, max_tokens=3, workers=2)
     assert corpus.counts.tokenized == 5
     assert_same_splits(corpus, store, max_tokens=3)
+    # The vocabulary, merged in a worker, is the one the records give.
+    assert corpus.vocab == encode_dataset(load_dataset(store), None, use_cache=False).vocab
 
 
 def shard_files(store: LocalStore) -> dict[str, bytes]:

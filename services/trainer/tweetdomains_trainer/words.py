@@ -176,7 +176,7 @@ def _content_key(text: str, own_key: str) -> str | None:
 
 # Lines read into Python objects at a time, and decompressed bytes read at a time: what a
 # worker holds beyond the shard it builds, whatever the size of the batch.
-CHUNK_LINES = 2048
+CHUNK_LINES = 1024
 READ_BYTES = 1 << 20
 
 
