@@ -1,11 +1,12 @@
-"""Words shards: one raw batch read, normalized and tokenized as a whole (the hot path of
-:meth:`corpus.ShardedCorpus.prepare`).
+"""Words shards: one raw batch read, normalized and tokenized a chunk of lines at a time (the
+hot path of :meth:`corpus.ShardedCorpus.prepare`).
 
 :func:`tokenize_batch` makes the vocabulary-free shard :mod:`shards` describes, byte for
 byte the one a record-by-record ``read_jsonl_bytes`` + ``tokenize(normalize(text))`` +
 ``content_hash`` pass makes: plain INTERFACE.md lines go through orjson straight to the
-fields a shard keeps, every other line through the codecs' reader; the texts are normalized
-and tokenized in one pass (``text.tokenize_texts``).
+fields a shard keeps, every other line through the codecs' reader; each chunk's texts are
+normalized and tokenized in one pass (``text.tokenize_texts``). A worker holds one chunk's
+records as Python objects, whatever the batch's size; the rows go into compact arrays.
 """
 
 from __future__ import annotations
