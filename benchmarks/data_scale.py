@@ -11,8 +11,12 @@ peak memories do not mix):
   keeping the vocabulary the cold run built (what ``tweetdomains train`` does without
   ``--refresh-vocab``), so only the new batches are tokenized and encoded.
 
-For each: preparation seconds, peak RSS (the process plus its largest worker), and seconds
-to the end of the first training step (a small LSTM, ``train_step``). The records are real
+For each: preparation seconds and CPU seconds (the process and its pool's workers, which it
+has reaped by then), peak RSS and seconds to the end of the first training step (a small
+LSTM, ``train_step``). Peak RSS is the most the process and all its children (the pool's
+workers and multiprocessing's resource tracker) held at once, sampled every 50 ms, or the
+process's own ``ru_maxrss`` if that is more; RSS counts the pages of memory-mapped shards a
+process has read and, in every process, the shared libraries it touched. The records are real
 labeled tweets from ``../shared/data`` (``TWEETDOMAINS_DATA_DIR``), each perturbed with
 words and phrases of real unlabeled tweets so texts are distinct, with ~1% retweets and
 ~0.5% repeated ids (duplicates) and ~3% unlabeled; without the data, template sentences.
@@ -148,7 +152,7 @@ class PeakMemory:
     """
 
     def __init__(self) -> None:
-        self.peak = self.own = 0.0
+        self.peak = self.own = self.children = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -158,17 +162,25 @@ class PeakMemory:
         while not self._stop.wait(0.05):
             try:
                 own = me.memory_info().rss
-                total = own + sum(c.memory_info().rss for c in me.children(recursive=True))
+                children = sum(c.memory_info().rss for c in me.children(recursive=True))
             except psutil.Error:  # a worker exited between listing and reading
                 continue
-            self.peak, self.own = max(self.peak, total / 2**20), max(self.own, own / 2**20)
+            self.peak = max(self.peak, (own + children) / 2**20)
+            self.own, self.children = max(self.own, own / 2**20), max(self.children, children / 2**20)
 
-    def stop(self) -> tuple[float, float]:
-        """(peak of the process and its workers together, peak of the process alone), MB."""
+    def stop(self) -> tuple[float, float, float]:
+        """Peaks of the process and its children together, of the process alone and of its
+        children together, MB."""
         self._stop.set()
         self._thread.join()
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # exact, between samples too
-        return max(self.peak, own), max(self.own, own)
+        return max(self.peak, own), max(self.own, own), self.children
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its children it has waited for."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
 
 
 def first_step(split: Any, rows: np.ndarray, vocab_size: int, num_labels: int) -> float:
@@ -194,9 +206,9 @@ def child(path: str, store_dir: str, workers: int, batch_size: int, started: flo
     if path == "baseline":
         from tweetdomains_trainer.data import encode_dataset, load_dataset, train_batches
 
-        prep_started = time.perf_counter()
+        prep_started, cpu_started = time.perf_counter(), cpu_seconds()
         encoded = encode_dataset(load_dataset(store), store, use_cache=False)
-        prep = time.perf_counter() - prep_started
+        prep, cpu_done = time.perf_counter() - prep_started, cpu_seconds()
         rows = train_batches(encoded.train.lengths, batch_size, np.random.default_rng(0))[0]
         loss = first_step(encoded.train, rows, len(encoded.vocab), len(encoded.labels))
         summary = f"train {len(encoded.train)} validation {len(encoded.validation)} test {len(encoded.test)}"
@@ -204,19 +216,22 @@ def child(path: str, store_dir: str, workers: int, batch_size: int, started: flo
         from tweetdomains_trainer.corpus import ShardedCorpus
         from tweetdomains_trainer.stream import stream_batches
 
-        prep_started = time.perf_counter()
-        corpus = ShardedCorpus.prepare(store, workers=workers, keep_vocab=True)
-        prep = time.perf_counter() - prep_started
+        prep_started, cpu_started = time.perf_counter(), cpu_seconds()
+        corpus = ShardedCorpus.prepare(store, workers=workers, keep_vocab=True)  # the pool shut down
+        prep, cpu_done = time.perf_counter() - prep_started, cpu_seconds()
         rows = next(stream_batches(corpus.train, batch_size, seed=0))
         loss = first_step(corpus.train, rows, len(corpus.vocab), len(corpus.labels))
         summary = corpus.summary()
     first = time.perf_counter() - started
-    total, own = memory.stop()
+    total, own, children = memory.stop()
     return {
         "prep_s": prep,
+        "prep_cpu_s": cpu_done[0] - cpu_started[0],
+        "prep_workers_cpu_s": cpu_done[1] - cpu_started[1],
         "first_step_s": first,
         "peak_rss_mb": total,
         "own_rss_mb": own,
+        "children_rss_mb": children,
         "loss": loss,
         "summary": summary,
     }
@@ -238,9 +253,10 @@ def run_child(path: str, store_dir: Path, args: argparse.Namespace) -> dict[str,
         raise SystemExit(f"{path} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     print(
-        f"{path:>9}: prep {result['prep_s']:7.1f} s, first step at {result['first_step_s']:7.1f} s, "
-        f"peak RSS {result['peak_rss_mb']:6.0f} MB with its workers ({result['own_rss_mb']:.0f} alone)"
-        f"\n           {result['summary']}",
+        f"{path:>9}: prep {result['prep_s']:7.1f} s (CPU {result['prep_cpu_s']:.1f} s here + "
+        f"{result['prep_workers_cpu_s']:.1f} s in workers), first step at {result['first_step_s']:7.1f} s, "
+        f"peak RSS {result['peak_rss_mb']:6.0f} MB with its workers ({result['own_rss_mb']:.0f} alone, "
+        f"children at most {result['children_rss_mb']:.0f} together)\n           {result['summary']}",
         flush=True,
     )
     return result
@@ -285,8 +301,10 @@ def main() -> None:
                 store.delete(key)
             base = run_child("baseline", store_dir, args)
         if not args.skip_baseline:
+            cold_cpu, base_cpu = cold["prep_cpu_s"] + cold["prep_workers_cpu_s"], base["prep_cpu_s"]
             print(
-                f"ratios: prep {base['prep_s'] / cold['prep_s']:.1f}x faster, peak RSS "
+                f"ratios: prep {base['prep_s'] / cold['prep_s']:.1f}x faster ({base_cpu / cold_cpu:.1f}x "
+                f"in CPU seconds, {base_cpu:.1f} against {cold_cpu:.1f}), peak RSS "
                 f"{base['peak_rss_mb'] / cold['peak_rss_mb']:.1f}x smaller; retrain prep "
                 f"{cold['prep_s'] / retrain['prep_s']:.1f}x faster than cold"
             )

@@ -17,6 +17,7 @@ from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
 from tweetdomains.text import content_hash
 from tweetdomains.vocab import PAD, UNK, WordpieceVocabulary
+from tweetdomains_trainer import shards, words
 from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.data import SPLITS, encode_dataset, load_dataset, train_batches
 from tweetdomains_trainer.shards import ShardFile, encoded_key, pack, words_key
@@ -85,6 +86,32 @@ def test_a_short_length_cap_and_a_process_pool_give_the_same_arrays(store: Local
     corpus = ShardedCorpus.prepare(store, max_tokens=3, workers=2)
     assert corpus.counts.tokenized == 5
     assert_same_splits(corpus, store, max_tokens=3)
+    # The vocabulary, merged in a worker, is the one the records give.
+    assert corpus.vocab == encode_dataset(load_dataset(store), None, use_cache=False).vocab
+
+
+def shard_files(store: LocalStore) -> dict[str, bytes]:
+    return {str(p.relative_to(store.root)): p.read_bytes() for p in (store.root / "cache").rglob("*.shard")}
+
+
+@pytest.mark.parametrize("wordpiece", [False, True])
+def test_shards_made_a_few_rows_at_a_time_are_the_same_bytes(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wordpiece: bool
+) -> None:
+    """Workers read, tokenize and encode a batch in chunks of rows: the chunk size changes no
+    byte of any shard."""
+    vocab = small_wordpieces() if wordpiece else None
+    ShardedCorpus.prepare(store, vocab=vocab, max_tokens=5, workers=1)
+    other = LocalStore(tmp_path / "other")
+    for key in store.list("raw/"):
+        other.put(key, store.get(key))
+    monkeypatch.setattr(words, "CHUNK_LINES", 4)
+    monkeypatch.setattr(words, "READ_BYTES", 333)
+    monkeypatch.setattr(shards, "ENCODE_ROWS", 3)
+    corpus = ShardedCorpus.prepare(other, vocab=vocab, max_tokens=5, workers=1)
+    assert shard_files(other) == shard_files(store)
+    assert len(shard_files(store)) == 10
+    assert_same_splits(corpus, other, max_tokens=5)
 
 
 def small_wordpieces() -> WordpieceVocabulary:

@@ -25,6 +25,7 @@ from tweetdomains.text import (
     tokenize,
     tokenize_texts,
 )
+from tweetdomains_trainer import words
 from tweetdomains_trainer.shards import ShardFile, pack, read_table, string_table
 from tweetdomains_trainer.words import tokenize_batch
 
@@ -217,6 +218,10 @@ def batches() -> dict[str, bytes]:
         "odd lines": gzip.compress(invalid_utf8, mtime=0),
         "no final newline": plain.rstrip("\n").encode(),
         "truncated gzip": whole[: len(whole) // 2],
+        "two gzip members": whole + gzip.compress(odd.encode(), mtime=0),
+        "gzip then NULs": whole + b"\0" * 9,
+        "gzip then garbage": whole + b"not gzip",
+        "a damaged gzip": whole[:40] + bytes(b ^ 0x5A for b in whole[40:80]) + whole[80:],
         "empty": b"",
         "empty gzip": gzip.compress(b"", mtime=0),
         "blank lines only": b"\n\n  \n",
@@ -231,6 +236,20 @@ def batches() -> dict[str, bytes]:
 def test_the_fast_shard_is_the_previous_paths_byte_for_byte(name: str) -> None:
     data = batches()[name]
     assert tokenize_batch("raw/b.jsonl.gz", data) == previous_tokenize_batch("raw/b.jsonl.gz", data)
+
+
+@pytest.mark.parametrize("read_bytes", [1, 61, 4096])
+@pytest.mark.parametrize("name", list(batches()))
+def test_a_batch_read_in_small_pieces_gives_the_same_shard(
+    name: str, read_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker decompresses and reads a batch a piece and a few lines at a time (its memory
+    does not follow the batch's size): piece and chunk edges change no byte of the shard."""
+    data = batches()[name]
+    whole = previous_tokenize_batch("raw/b.jsonl.gz", data)
+    monkeypatch.setattr(words, "CHUNK_LINES", 3)
+    monkeypatch.setattr(words, "READ_BYTES", read_bytes)
+    assert tokenize_batch("raw/b.jsonl.gz", data) == whole
 
 
 def test_the_odd_batch_exercises_what_it_means_to() -> None:

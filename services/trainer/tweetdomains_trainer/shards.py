@@ -260,12 +260,17 @@ class WordShard:
         return np.diff(self.file["token_offsets"])
 
 
+# Records encoded at a time: a worker's arrays for the lookup stay this size, whatever the shard's.
+ENCODE_ROWS = 4096
+
+
 def encode_words(shard: WordShard, vocab: Vocabulary, max_tokens: int) -> bytes:
     """The shard's records encoded with ``vocab``, exactly as :func:`data.encode_split` does:
     ``vocab.encode(tokens)[:max_tokens] or [UNK_ID]`` per record, as one table lookup.
 
     Each distinct token is encoded once (one id for a word vocabulary, its pieces for a
-    wordpiece one); the records' ids are gathered from that table with numpy.
+    wordpiece one); the records' ids are gathered from that table with numpy,
+    ``ENCODE_ROWS`` records at a time.
     """
     tokens = shard.tokens
     if type(vocab) is Vocabulary:  # a word vocabulary: one id per token, in one call
@@ -277,9 +282,37 @@ def encode_words(shard: WordShard, vocab: Vocabulary, max_tokens: int) -> bytes:
         piece_ids = np.array([i for p in pieces for i in p], dtype=np.int64)
     piece_starts = np.zeros(len(piece_counts) + 1, dtype=np.int64)
     np.cumsum(piece_counts, out=piece_starts[1:])
+    token_offsets = np.asarray(shard.file["token_offsets"])
+    rows = len(token_offsets) - 1
+    dtype = id_dtype(vocab)
+    ids: list[np.ndarray] = [np.zeros(0, dtype=dtype)]
+    lengths: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    for first in range(0, rows, ENCODE_ROWS):
+        bounds = token_offsets[first : min(first + ENCODE_ROWS, rows) + 1]
+        token_ids = np.asarray(shard.file["token_ids"][bounds[0] : bounds[-1]], dtype=np.int64)
+        chunk_ids, chunk_lengths = _encode_rows(
+            token_ids, np.diff(bounds), piece_ids, piece_counts, piece_starts, max_tokens, dtype
+        )
+        ids.append(chunk_ids)
+        lengths.append(chunk_lengths)
+    lengths_all = np.concatenate(lengths)
+    offsets = np.zeros(len(lengths_all) + 1, dtype=np.int64)
+    np.cumsum(np.where(lengths_all == 0, 1, lengths_all), out=offsets[1:])
+    meta = {"raw_key": shard.key, "rows": len(lengths_all), "vocab_fingerprint": vocab.fingerprint()}
+    return pack({"ids": np.concatenate(ids), "offsets": offsets}, meta)
 
-    token_ids = np.asarray(shard.file["token_ids"], dtype=np.int64)
-    row_lengths = np.diff(shard.file["token_offsets"])
+
+def _encode_rows(
+    token_ids: np.ndarray,
+    row_lengths: np.ndarray,
+    piece_ids: np.ndarray,
+    piece_counts: np.ndarray,
+    piece_starts: np.ndarray,
+    max_tokens: int,
+    dtype: np.dtype[Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Some consecutive records' ids (each cut to ``max_tokens``, an empty one ``[UNK_ID]``)
+    and lengths before the ``<UNK>`` of the empty ones, from their token ids."""
     counts = piece_counts[token_ids]  # pieces per token occurrence
     expanded = np.repeat(piece_starts[token_ids], counts)
     within = np.arange(len(expanded)) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -294,12 +327,11 @@ def encode_words(shard: WordShard, vocab: Vocabulary, max_tokens: int) -> bytes:
     empty = lengths == 0
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(np.where(empty, 1, lengths), out=offsets[1:])
-    ids = np.full(int(offsets[-1]), UNK_ID, dtype=id_dtype(vocab))
+    ids = np.full(int(offsets[-1]), UNK_ID, dtype=dtype)
     nonempty_slots = np.ones(len(ids), dtype=bool)
     nonempty_slots[offsets[:-1][empty]] = False
     ids[nonempty_slots] = kept
-    meta = {"raw_key": shard.key, "rows": len(lengths), "vocab_fingerprint": vocab.fingerprint()}
-    return pack({"ids": ids, "offsets": offsets}, meta)
+    return ids, lengths
 
 
 def id_dtype(vocab: Vocabulary) -> np.dtype[Any]:

@@ -1,11 +1,12 @@
-"""Words shards: one raw batch read, normalized and tokenized as a whole (the hot path of
-:meth:`corpus.ShardedCorpus.prepare`).
+"""Words shards: one raw batch read, normalized and tokenized a chunk of lines at a time (the
+hot path of :meth:`corpus.ShardedCorpus.prepare`).
 
 :func:`tokenize_batch` makes the vocabulary-free shard :mod:`shards` describes, byte for
 byte the one a record-by-record ``read_jsonl_bytes`` + ``tokenize(normalize(text))`` +
 ``content_hash`` pass makes: plain INTERFACE.md lines go through orjson straight to the
-fields a shard keeps, every other line through the codecs' reader; the texts are normalized
-and tokenized in one pass (``text.tokenize_texts``).
+fields a shard keeps, every other line through the codecs' reader; each chunk's texts are
+normalized and tokenized in one pass (``text.tokenize_texts``). A worker holds one chunk's
+records as Python objects, whatever the batch's size; the rows go into compact arrays.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import hashlib
 import html
 import itertools
 import re
+import zlib
 from array import array
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -84,23 +87,21 @@ def _all_str(values: list[Any]) -> bool:
 
 
 def _labeled(
-    data: bytes, stats: codecs.ParseStats
+    lines: list[bytes], odd_breaks: bool, stats: codecs.ParseStats
 ) -> tuple[list[str], list[list[str]], list[str | None], int]:
-    """The labeled records' texts, domains and ids, and the count of unlabeled ones: what
-    ``codecs.read_jsonl_bytes`` reads, counted alike in ``stats``.
+    """The labeled records' texts, domains and ids among ``lines``, and the count of unlabeled
+    ones: what ``codecs.read_jsonl_bytes`` reads, counted alike in ``stats``.
 
     Plain INTERFACE.md lines (what the collector writes) are decoded by orjson straight to
     these fields; any other line (legacy, API payloads, bad JSON, odd line breaks, fields
-    of other types) goes through the codecs' own reader.
+    of other types) goes through the codecs' own reader. ``odd_breaks`` is False only when
+    no line holds a line break other than ``\n`` (then none is searched for).
     """
-    if data[:2] == b"\x1f\x8b":
-        data = codecs.gunzip_batch(data, stats)
-    odd_breaks = any(b in data for b in _OTHER_LINE_BREAK_BYTES)  # memchr: faster than the regex
     texts: list[str] = []
     domains: list[list[str]] = []
     ids: list[str | None] = []
     unlabeled = 0
-    for line in data.split(b"\n"):
+    for line in lines:
         if not line.strip():
             continue
         fields = None if odd_breaks and _OTHER_LINE_BREAKS.search(line) else _plain_line(line)
@@ -124,28 +125,28 @@ def _labeled(
     return texts, domains, ids, unlabeled
 
 
-def _interned(items: list[str]) -> tuple[list[str], np.ndarray]:
-    """Distinct ``items`` in order of first appearance, and each item's index among them."""
-    table = list(dict.fromkeys(items))
-    index = dict(zip(table, range(len(table)), strict=True))
-    ids = np.fromiter(map(index.__getitem__, items), dtype=np.int64, count=len(items))
-    return table, ids
+def _intern(index: dict[str, int], items: list[str]) -> np.ndarray:
+    """Each item's id in ``index`` (ids in order of first appearance), new items added."""
+    new = [item for item in dict.fromkeys(items) if item not in index]
+    index.update(zip(new, range(len(index), len(index) + len(new)), strict=True))
+    return np.fromiter(map(index.__getitem__, items), dtype=np.int64, count=len(items))
 
 
-def _word_tokens(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
-    """``(token table, token ids, [n + 1] offsets, content key per text)`` of raw texts, each
-    tokenized as ``tokenize(normalize(text))``; the key is ``content_key``'s when unescaping
-    and a retweet prefix change nothing."""
+def _counts(groups: list[list[str]]) -> np.ndarray:
+    return np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
+
+
+def _word_tokens(texts: list[str]) -> tuple[list[str], list[int], list[str]]:
+    """``(tokens of every text in a row, tokens per text, content key per text)`` of raw texts,
+    each tokenized as ``tokenize(normalize(text))``; the key is ``content_key``'s when
+    unescaping and a retweet prefix change nothing."""
     per_text = tokenize_texts(texts)
     flat = list(itertools.chain.from_iterable(per_text))
-    table, token_ids = _interned(flat)
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text)), out=offsets[1:])
     keys = [" ".join(tokens) for tokens in per_text]
     for i, key in enumerate(keys):
         if "'" in key:  # only the clitics ("'s", "n't") hold one, and the key drops them
             keys[i] = " ".join([t for t in per_text[i] if t[0] != "'" and t != "n't"])
-    return table, token_ids, offsets, keys
+    return flat, list(map(len, per_text)), keys
 
 
 _RT = frozenset({"rt", "rT", "Rt", "RT"})  # what a retweet prefix starts with (IGNORECASE folds no other)
@@ -174,55 +175,155 @@ def _content_key(text: str, own_key: str) -> str | None:
     return own_key[3:]
 
 
+# Lines read into Python objects at a time, and decompressed bytes read at a time: what a
+# worker holds beyond the shard it builds, whatever the size of the batch.
+CHUNK_LINES = 1024
+READ_BYTES = 1 << 20
+
+
+class _NotOneGzipMember(Exception):
+    """The batch is not one whole gzip member (truncated, damaged, several): read it whole."""
+
+
+def _gunzipped(data: bytes) -> Iterator[bytes]:
+    """A gzip batch's bytes, ``READ_BYTES`` at a time, when it is one whole member (trailing
+    NULs aside): exactly ``gzip.decompress``; else :class:`_NotOneGzipMember`, at the end."""
+    decompressor = zlib.decompressobj(wbits=31)
+    tail = data
+    try:
+        while not decompressor.eof:
+            piece = decompressor.decompress(tail, READ_BYTES)
+            tail = decompressor.unconsumed_tail
+            if piece:
+                yield piece
+            elif not tail:
+                break  # the input is used up before the end of the stream: truncated
+    except zlib.error:
+        raise _NotOneGzipMember from None
+    if not decompressor.eof or decompressor.unused_data.lstrip(b"\0"):
+        raise _NotOneGzipMember
+
+
+def _line_chunks(pieces: Iterable[bytes]) -> Iterator[tuple[list[bytes], bool]]:
+    """The lines (split at ``\\n``, as ``bytes.split``) of the concatenated ``pieces``, at most
+    ``CHUNK_LINES`` at a time, each chunk with whether it may hold another line break."""
+    rest: list[bytes] = []  # the line the pieces so far end in, not yet whole
+    for piece in pieces:
+        if b"\n" not in piece:
+            rest.append(piece)
+            continue
+        buffer = b"".join([*rest, piece])
+        lines = buffer.split(b"\n")
+        rest = [lines.pop()]
+        odd = any(b in buffer for b in _OTHER_LINE_BREAK_BYTES)  # memchr: faster than the regex
+        for at in range(0, len(lines), CHUNK_LINES):
+            yield lines[at : at + CHUNK_LINES], odd
+    last = b"".join(rest)
+    yield [last], any(b in last for b in _OTHER_LINE_BREAK_BYTES)
+
+
+class _ShardBuilder:
+    """A words shard built chunk by chunk: the tables grow, the rows go into compact arrays."""
+
+    def __init__(self) -> None:
+        self.stats = codecs.ParseStats()
+        self.unlabeled = 0
+        self.tokens: dict[str, int] = {}
+        self.labels: dict[str, int] = {}
+        self.arrays: dict[str, list[np.ndarray]] = {name: [] for name in _ROW_ARRAYS}
+
+    def add(self, lines: list[bytes], odd_breaks: bool) -> None:
+        texts, domains, record_ids, unlabeled = _labeled(lines, odd_breaks, self.stats)
+        self.unlabeled += unlabeled
+        flat, lengths, keys = _word_tokens(texts)
+        derived = [_content_key(text, key) for text, key in zip(texts, keys, strict=True)]
+        rekeyed = iter(content_key_many([t for t, key in zip(texts, derived, strict=True) if key is None]))
+        keys = [key if key is not None else next(rekeyed) for key in derived]
+        content = array(
+            "Q", [int.from_bytes(hashlib.sha1(k.encode("utf-8")).digest()[:8], "big") for k in keys]
+        )
+        ids = array("Q", [id_hash64(i) if i is not None else 0 for i in record_ids])
+        out = self.arrays
+        out["token_ids"].append(_intern(self.tokens, flat).astype(np.uint32))
+        out["token_counts"].append(np.array(lengths, dtype=np.int64))
+        out["label_ids"].append(
+            _intern(self.labels, list(itertools.chain.from_iterable(domains))).astype(np.uint16)
+        )
+        out["label_counts"].append(_counts(domains))
+        out["content_hash"].append(np.frombuffer(content, dtype=np.uint64))
+        out["id_hash"].append(np.frombuffer(ids, dtype=np.uint64))
+        out["has_id"].append(np.array([i is not None for i in record_ids], dtype=bool))
+
+    def pack(self, raw_key: str, raw_bytes: int) -> bytes:
+        rows = {name: np.concatenate(parts) for name, parts in self.arrays.items()}
+        token_blob, token_table_offsets = string_table(list(self.tokens))
+        label_blob, label_table_offsets = string_table(list(self.labels))
+        arrays: dict[str, np.ndarray] = {
+            "token_ids": rows["token_ids"],
+            "token_offsets": _offsets(rows["token_counts"]),
+            "label_ids": rows["label_ids"],
+            "label_offsets": _offsets(rows["label_counts"]),
+            "content_hash": rows["content_hash"],
+            "id_hash": rows["id_hash"],
+            "has_id": rows["has_id"],
+            "tokens_blob": token_blob,
+            "tokens_offsets": token_table_offsets,
+            "labels_blob": label_blob,
+            "labels_offsets": label_table_offsets,
+        }
+        stats = self.stats
+        meta = {
+            "raw_key": raw_key,
+            "raw_bytes": raw_bytes,
+            "rows": len(rows["content_hash"]),
+            "unlabeled": self.unlabeled,
+            "stats": {
+                "lines": stats.lines,
+                "records": stats.records,
+                "bad_lines": stats.bad_lines,
+                "skipped": stats.skipped,
+                "repaired": stats.repaired,
+            },
+        }
+        return pack(arrays, meta)
+
+
+_ROW_ARRAYS = ("token_ids", "token_counts", "label_ids", "label_counts", "content_hash", "id_hash", "has_id")
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
 def tokenize_batch(raw_key: str, data: bytes) -> bytes:
     """One raw batch's words shard (see the module doc). Runs in a worker process.
 
     Unlabeled records are counted and dropped (as :func:`dataset.build_dataset` does); the
     others keep their order, so the corpus order is the store's key order, record by record.
-    The batch is read, normalized and tokenized as a whole (see :func:`_labeled`,
-    ``text.tokenize_texts``): the shard is the one record-by-record
-    ``read_jsonl_bytes`` + ``tokenize(normalize(text))`` + ``content_hash`` gives.
+    The batch is decompressed ``READ_BYTES`` and read ``CHUNK_LINES`` lines at a time, each
+    chunk normalized and tokenized as a whole (see :func:`_labeled`, ``text.tokenize_texts``),
+    so a worker's memory is the shard's arrays, not the batch's records as objects. The shard
+    is the one record-by-record ``read_jsonl_bytes`` + ``tokenize(normalize(text))`` +
+    ``content_hash`` gives.
     """
-    stats = codecs.ParseStats()
-    texts, domains, record_ids, unlabeled = _labeled(data, stats)
-    tokens, token_ids, token_offsets, keys = _word_tokens(texts)
-    labels, label_ids = _interned(list(itertools.chain.from_iterable(domains)))
-    label_offsets = np.zeros(len(domains) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, domains), dtype=np.int64, count=len(domains)), out=label_offsets[1:])
-    derived = [_content_key(text, key) for text, key in zip(texts, keys, strict=True)]
-    rekeyed = iter(content_key_many([text for text, key in zip(texts, derived, strict=True) if key is None]))
-    keys = [key if key is not None else next(rekeyed) for key in derived]
-    content = array("Q", [int.from_bytes(hashlib.sha1(k.encode("utf-8")).digest()[:8], "big") for k in keys])
-    ids = array("Q", [id_hash64(i) if i is not None else 0 for i in record_ids])
-    token_blob, token_table_offsets = string_table(tokens)
-    label_blob, label_table_offsets = string_table(labels)
-    arrays: dict[str, np.ndarray] = {
-        "token_ids": token_ids.astype(np.uint32),
-        "token_offsets": token_offsets,
-        "label_ids": label_ids.astype(np.uint16),
-        "label_offsets": label_offsets,
-        "content_hash": np.frombuffer(content, dtype=np.uint64),
-        "id_hash": np.frombuffer(ids, dtype=np.uint64),
-        "has_id": np.array([i is not None for i in record_ids], dtype=bool),
-        "tokens_blob": token_blob,
-        "tokens_offsets": token_table_offsets,
-        "labels_blob": label_blob,
-        "labels_offsets": label_table_offsets,
-    }
-    meta = {
-        "raw_key": raw_key,
-        "raw_bytes": len(data),
-        "rows": len(content),
-        "unlabeled": unlabeled,
-        "stats": {
-            "lines": stats.lines,
-            "records": stats.records,
-            "bad_lines": stats.bad_lines,
-            "skipped": stats.skipped,
-            "repaired": stats.repaired,
-        },
-    }
-    return pack(arrays, meta)
+    if data[:2] == b"\x1f\x8b":
+        builder = _ShardBuilder()
+        try:
+            for lines, odd in _line_chunks(_gunzipped(data)):
+                builder.add(lines, odd)
+            return builder.pack(raw_key, len(data))
+        except _NotOneGzipMember:
+            pass  # read again from the start, as the codecs do (what they count and keep)
+        builder = _ShardBuilder()
+        pieces: Iterable[bytes] = [codecs.gunzip_batch(data, builder.stats)]
+    else:
+        builder = _ShardBuilder()
+        pieces = (data[at : at + READ_BYTES] for at in range(0, len(data), READ_BYTES))
+    for lines, odd in _line_chunks(pieces):
+        builder.add(lines, odd)
+    return builder.pack(raw_key, len(data))
 
 
 def tokenize_task(args: tuple[str, bytes]) -> tuple[str, bytes]:
