@@ -103,13 +103,13 @@ class RedisCache:
 
     Lookups and writes of concurrent requests are coalesced: while one ``MGET`` is in flight,
     the keys of the requests that arrive meanwhile gather into the next one, and writes go out
-    as one pipeline. Under load that is one round trip for dozens of requests, and two
+    together in one round trip. Under load that is one round trip for dozens of requests, and two
     connections whatever the concurrency (a pool per request would run out under bursts).
 
-    Writes wait up to ``write_delay_s`` for the next lookup and go out in its round trip (a
-    pipeline of their ``SET`` commands and the ``MGET``); only when no lookup comes do they go
-    alone. So a client sending uncached texts one after another costs one round trip a request,
-    not two: each wakes Redis and this loop, which on a shared host wait for a CPU.
+    Writes wait up to ``write_delay_s`` for the next lookup and go out in its round trip (their
+    ``SET`` commands, then the ``MGET``); only when no lookup comes do they go alone. So a
+    client sending uncached texts one after another costs one round trip a request, not two:
+    each wakes Redis and this loop, which on a shared host wait for a CPU.
     """
 
     backend = "redis"
