@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tweetdomains.metrics import decide
-from tweetdomains_api.answers import DECIMALS, Renderer, quantize
+from tweetdomains_api import answers
+from tweetdomains_api.answers import DECIMALS, Renderer, quantize, to_cache_value
 
 LABELS = ['Say "hi"', "Musique é", "Person", "Sport", "Sports Team", "TV Shows"]
 
@@ -43,3 +45,20 @@ def test_thresholds_near_a_quantized_level_decide_as_the_probabilities_do() -> N
             expected = decide(rows / 65535.0, thresholds)
             for row, answer in zip(expected, renderer.render(rows, [False] * 3), strict=True):
                 assert answer.predicted == [name for name, on in zip("AB", row, strict=True) if on]
+
+
+def test_cached_answers_render_as_render_does_and_are_remembered_within_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(answers, "REMEMBERED_ANSWERS", 3)
+    renderer = Renderer(LABELS, np.full(len(LABELS), 0.3, dtype=np.float32))
+    quantized = quantize(np.random.default_rng(1).uniform(0, 1, (5, len(LABELS))))
+    values = [to_cache_value(row) for row in quantized]
+    expected = [answer.json for answer in renderer.render(quantized, [True] * 5)]
+    first = renderer.render_cached(values[:2] + values[:1], quantized[[0, 1, 0]])
+    assert [answer.json for answer in first] == [expected[0], expected[1], expected[0]]
+    again = renderer.render_cached(values[:1], quantized[:1])
+    assert again[0] is first[0], "a value rendered lately is not rendered again"
+    renderer.render_cached(values[2:], quantized[2:])
+    assert len(renderer._remembered) == 3 and values[0] not in renderer._remembered
+    assert [a.json for a in renderer.render_cached(values, quantized)] == expected

@@ -101,6 +101,7 @@ class MicroBatcher:
         self.queued_texts = 0
         self.arriving = 0  # requests admitted by a route that have not reached the queue yet
         self._changed = asyncio.Event()  # something was queued, or an arrival went away
+        self._awaiting_company = False  # a batch waits for the arrivals on their way
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
         self._in_pass = False
@@ -152,7 +153,8 @@ class MicroBatcher:
             yield
         finally:
             self.arriving -= 1
-            self._changed.set()
+            if self._awaiting_company:  # else nobody waits for it: a cache hit wakes no task
+                self._changed.set()
 
     @property
     def in_pass(self) -> bool:
@@ -292,7 +294,11 @@ class MicroBatcher:
             remaining = wait_until - time.perf_counter()
             if self.arriving == 0 or remaining <= 0:
                 break  # nobody else on the way: no reason to wait
-            await self._wait_changed(remaining)
+            self._awaiting_company = True
+            try:
+                await self._wait_changed(remaining)
+            finally:
+                self._awaiting_company = False
         for item in items:
             item.taken = True
             self.queued_texts -= len(item.encoded)

@@ -94,7 +94,14 @@ async def classify_texts(
                 ticket = services.batcher.enqueue(classifier, encoded, lone_client=lone)
             except Refused as exc:
                 raise refused(exc) from None
-    quantized = np.zeros((len(texts), labels), dtype="<u2")
+    renderer = renderer_for(classifier)
+    answers: dict[int, Rendered] = {}
+    hits = [i for i, row in enumerate(rows) if row is not None]
+    if hits:
+        # A hit's cache value names its answer: one rendered lately is not rendered again.
+        hit_values = [v for v, row in zip(values, rows, strict=True) if v is not None and row is not None]
+        rendered = renderer.render_cached(hit_values, np.stack([rows[i] for i in hits]))
+        answers.update(zip(hits, rendered, strict=True))
     if misses:
         try:
             fresh = quantize(await services.batcher.wait(ticket, lambda: disconnect_of(request)))
@@ -102,14 +109,10 @@ async def classify_texts(
             raise refused(exc) from None
         except ClientGone:
             raise HTTPException(CLIENT_CLOSED, "the client closed the connection") from None
-        quantized[misses] = fresh
         # Never waits: the in-process layer is written now, Redis by the cache's own writer task.
         await services.cache.set_many({keys[i]: to_cache_value(fresh[j]) for j, i in enumerate(misses)})
-    for i, row in enumerate(rows):
-        if row is not None:
-            quantized[i] = row
-    missed = set(misses)
-    results = renderer_for(classifier).render(quantized, [i not in missed for i in range(len(texts))])
+        answers.update(zip(misses, renderer.render(fresh, [False] * len(misses)), strict=True))
+    results = [answers[i] for i in range(len(texts))]
     services.drift.add(r.predicted for r in results)
     return results
 
