@@ -231,7 +231,8 @@ class TrainOptions(Options):
         default=None,
         metadata=flag(
             "unlabeled tweets the teacher labels for distillation: files/globs, .txt = one tweet a "
-            "line, others any record format (labels ignored); tweets of the labeled data dropped",
+            "line, others any record format (labels ignored); tweets of the labeled data dropped; "
+            "their words count towards the vocabulary",
             DISTILLATION,
             metavar="PATH",
             shown="none",
