@@ -21,6 +21,7 @@ VocabKind = Literal["word", "wordpiece"]
 EmbeddingInit = Literal["none", "minilm"]
 Schedule = Literal["plateau", "none"]
 PosWeight = Literal["none", "sqrt", "linear"]
+HeadBias = Literal["zero", "prior"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 TrainPrecision = Literal["auto", "bf16", "fp32"]
 
@@ -193,6 +194,14 @@ class TrainOptions(Options):
     )
     pos_weight: PosWeight = field(
         default="none", metadata=flag("class weighting of positives from train frequencies", OPTIMIZATION)
+    )
+    head_bias: HeadBias = field(
+        default="zero",
+        metadata=flag(
+            "the output layer's starting bias: zero, or each label's prior logit under the weighted "
+            "loss (rare labels start rare instead of at 0.5)",
+            OPTIMIZATION,
+        ),
     )
     ema_decay: float = field(
         default=0.0,
