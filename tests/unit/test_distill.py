@@ -30,6 +30,7 @@ from tweetdomains_trainer.teacher import fine_tune
 from tweetdomains_trainer.teacher_options import TeacherOptions
 from tweetdomains_trainer.train import train
 
+UNSEEN = "zorblaxian"
 STUDENT: dict[str, Any] = {**RECIPES["word"], "epochs": 2, "patience": 2, "batch_size": 16, "min_support": 2}
 STUDENT.update(progress=False, threads=1, embedding_dim=16, hidden_dim=16, refit=True, ema_decay=0.9)
 
@@ -47,7 +48,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     fine_tune(options, store)
     split = build_dataset(records)
     leaked = [r.text for r in split.validation[:3]] + ["RT @someone: " + split.test[0].text]
-    fresh = [r.text for r in generate(40, seed=99)]
+    # Two tweets with a word no labeled tweet has: the student's vocabulary must count it.
+    fresh = [r.text for r in generate(40, seed=99)] + [f"{UNSEEN} wins again {n}" for n in range(2)]
     unlabeled = root / "unlabeled.txt"
     unlabeled.write_text("\n".join([*fresh, fresh[0], fresh[1], *leaked]) + "\n", encoding="utf-8")
     return {
@@ -88,6 +90,8 @@ def test_the_student_distils_labeled_and_unlabeled_tweets_and_a_retrain_reads_th
     assert all(
         store.exists(key) and key.startswith("teachers/teacher-d1/") for key in distilled["soft_labels"]
     )
+    assert UNSEEN in result.encoded.vocab.tokens
+    assert not any(UNSEEN in r.text for r in setup["records"])
     # The retrain must not rescore: with the teacher's weights gone it could not.
     weights = "teachers/teacher-d1/model.safetensors"
     saved = store.get(weights)

@@ -75,6 +75,16 @@ class EncodedSplit:
 
 
 @dataclass
+class UnlabeledTweets:
+    """``--unlabeled`` as a distilled run reads it (:func:`~.distill.read_unlabeled`)."""
+
+    texts: list[str]  # each exact text once, in file order: the list ``teacher-score`` scores
+    kept: np.ndarray  # indices into ``texts`` of the tweets trained on
+    counts: dict[str, int]  # read, repeats, labeled (dropped) and kept
+    tokens: list[list[str]]  # the kept tweets' word tokens, in ``kept`` order
+
+
+@dataclass
 class DistillSplit(EncodedSplit):
     """A split with a teacher's probabilities beside its labels, for distillation.
 
@@ -135,6 +145,9 @@ class EncodedDataset:
     # The records read and split in this process (``--data`` files; None when the arrays came
     # from the cache alone): a distilled run's teacher scores their texts. Not cached.
     dataset: Dataset | None = field(default=None, compare=False, repr=False)
+    # A distilled run's unlabeled tweets as read for its vocabulary, kept for the distillation
+    # splits so they are read and tokenized once. Not cached.
+    unlabeled: UnlabeledTweets | None = field(default=None, compare=False, repr=False)
 
     @property
     def cache_key(self) -> str:
@@ -324,12 +337,15 @@ def encode_dataset(
     use_cache: bool = True,
     vocab_kind: str = "word",
     vocab: Vocabulary | None = None,
+    unlabeled_tokens: Sequence[Sequence[str]] = (),
 ) -> EncodedDataset:
-    """Vocabulary (``word`` or ``wordpiece``) from the train split only, unless ``vocab`` is
-    given (a pre-trained encoder's), then every split encoded once (cached in the store)."""
+    """Vocabulary (``word`` or ``wordpiece``) from the train split, plus ``unlabeled_tokens``
+    (a distilled run's unlabeled tweets, counted but not encoded here), unless ``vocab`` is
+    given (a pre-trained encoder's); then every split encoded once (cached in the store)."""
     tokens = {name: [tokenize(normalize(r.text)) for r in getattr(dataset, name)] for name in SPLITS}
     if vocab is None:
-        vocab = build_vocab(tokens["train"], vocab_kind, min_count=min_count, max_vocab=max_vocab)
+        counted = [*tokens["train"], *unlabeled_tokens]
+        vocab = build_vocab(counted, vocab_kind, min_count=min_count, max_vocab=max_vocab)
     labels = dataset.labels
     digest = data_hash(dataset)
     key = cache_key(digest, vocab, max_tokens)

@@ -34,6 +34,7 @@ from tweetdomains_trainer.data import (
     DistillSplit,
     EncodedDataset,
     EncodedSplit,
+    UnlabeledTweets,
     concat_splits,
     encode_split,
     first_rows,
@@ -147,7 +148,8 @@ def prepare_distillation(
     problem = teacher_problem(store, run_id, options, dataset, encoded.labels)
     if problem:
         raise ValueError(f"--teacher {options.teacher}: teacher {run_id} cannot teach this run: {problem}")
-    unlabeled, kept, counts = read_unlabeled(store, options.unlabeled or [], dataset)
+    tweets = encoded.unlabeled or read_unlabeled(store, options.unlabeled or [], dataset)
+    unlabeled, kept, counts, tokens = tweets.texts, tweets.kept, tweets.counts, tweets.tokens
     if options.unlabeled:
         say(
             f"unlabeled: {counts['kept']:,} tweets kept of {counts['read']:,} read "
@@ -157,6 +159,7 @@ def prepare_distillation(
     if options.dry_run:  # one batch: score a few rows, cache nothing
         labeled_train, labeled_val = first_rows(labeled_train, DRY_RUN_ROWS), first_rows(labeled_val, 1)
         unlabeled, kept = unlabeled[:DRY_RUN_ROWS], kept[kept < DRY_RUN_ROWS]
+        tokens = tokens[: len(kept)]
     n_train, n_val = len(labeled_train), len(labeled_val)
     labeled_texts = [r.text for r in dataset.train[:n_train]] + [r.text for r in dataset.validation[:n_val]]
     say(
@@ -182,10 +185,9 @@ def prepare_distillation(
         if len(scored) > 1
         else np.zeros((0, len(encoded.labels)), np.float32)
     )
-    texts = [unlabeled[i] for i in kept]
     extra = encode_split(
-        tokenize_texts(texts),
-        [()] * len(texts),
+        tokens,
+        [()] * len(kept),
         encoded.vocab,
         encoded.labels,
         encoded.max_tokens,
@@ -193,7 +195,7 @@ def prepare_distillation(
     train = _with_soft(
         concat_splits(labeled_train, extra),
         np.concatenate([labeled_probs[:n_train], unlabeled_probs]),
-        np.arange(n_train + len(texts)) < n_train,
+        np.arange(n_train + len(kept)) < n_train,
     )
     validation = _with_soft(labeled_val, labeled_probs[n_train:], np.ones(n_val, bool))
     summary = {
@@ -205,21 +207,20 @@ def prepare_distillation(
         "soft_labels_cached": [one.cached for one in scored],
     }
     say(
-        f"distillation: {n_train:,} labeled + {len(texts):,} unlabeled tweets, weight "
+        f"distillation: {n_train:,} labeled + {len(kept):,} unlabeled tweets, weight "
         f"{options.distill_weight}, temperature {options.temperature}"
     )
     return Distillation(train, validation, summary)
 
 
-def read_unlabeled(
-    store: ObjectStore, patterns: Sequence[str], dataset: Dataset
-) -> tuple[list[str], np.ndarray, dict[str, int]]:
+def read_unlabeled(store: ObjectStore, patterns: Sequence[str], dataset: Dataset) -> UnlabeledTweets:
     """The texts of ``patterns`` as ``teacher-score`` lists them (each exact text once, in file
     order), the indices of those kept (once each by content, none of the labeled data's, any
-    split), and the counts of what was read and dropped."""
+    split) with their word tokens, and the counts of what was read and dropped. ValueError for
+    a file that is not there."""
     counts = {"read": 0, "repeats": 0, "labeled": 0, "kept": 0}
     if not patterns:
-        return [], np.zeros(0, dtype=np.int64), counts
+        return UnlabeledTweets([], np.zeros(0, dtype=np.int64), counts, [])
     labeled = {
         content_hash(r.text) for split in (dataset.train, dataset.validation, dataset.test) for r in split
     }
@@ -240,7 +241,8 @@ def read_unlabeled(
     counts["read"] = len(lines)
     counts["kept"] = len(kept)
     counts["repeats"] = len(lines) - counts["labeled"] - len(kept)
-    return texts, np.asarray(kept, dtype=np.int64), counts
+    tokens = tokenize_texts([texts[i] for i in kept])
+    return UnlabeledTweets(texts, np.asarray(kept, dtype=np.int64), counts, tokens)
 
 
 def _with_soft(split: EncodedSplit, soft: np.ndarray, labeled: np.ndarray) -> DistillSplit:

@@ -21,6 +21,7 @@ VocabKind = Literal["word", "wordpiece"]
 EmbeddingInit = Literal["none", "minilm"]
 Schedule = Literal["plateau", "none"]
 PosWeight = Literal["none", "sqrt", "linear"]
+HeadBias = Literal["zero", "prior"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 TrainPrecision = Literal["auto", "bf16", "fp32"]
 
@@ -194,6 +195,14 @@ class TrainOptions(Options):
     pos_weight: PosWeight = field(
         default="none", metadata=flag("class weighting of positives from train frequencies", OPTIMIZATION)
     )
+    head_bias: HeadBias = field(
+        default="zero",
+        metadata=flag(
+            "the output layer's starting bias: zero, or each label's prior logit under the weighted "
+            "loss (rare labels start rare instead of at 0.5)",
+            OPTIMIZATION,
+        ),
+    )
     ema_decay: float = field(
         default=0.0,
         metadata=flag(
@@ -231,7 +240,8 @@ class TrainOptions(Options):
         default=None,
         metadata=flag(
             "unlabeled tweets the teacher labels for distillation: files/globs, .txt = one tweet a "
-            "line, others any record format (labels ignored); tweets of the labeled data dropped",
+            "line, others any record format (labels ignored); tweets of the labeled data dropped; "
+            "their words count towards the vocabulary",
             DISTILLATION,
             metavar="PATH",
             shown="none",

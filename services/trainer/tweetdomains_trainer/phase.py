@@ -21,6 +21,7 @@ from tweetdomains_trainer.steps import (
     make_optimizer,
     minilm_embeddings,
     pos_weights,
+    prior_logits,
     set_encoder_trainable,
     train_step,
 )
@@ -67,6 +68,13 @@ class TrainingPhase:
             copied = init_embeddings(base_model, options, encoded)
             if copied:
                 say(f"embeddings: {copied:,} of {len(encoded.vocab):,} rows from MiniLM")
+        # Positive weights count the labeled tweets only (a distillation split's unlabeled rows
+        # have all-zero labels); with a teacher the recipe's loss becomes the hard term.
+        labeled = fit_split.labeled_targets() if isinstance(fit_split, DistillSplit) else fit_split.labels
+        weights = pos_weights(labeled, options.pos_weight)
+        if options.head_bias == "prior":
+            with torch.no_grad():
+                base_model.head[-1].bias.copy_(prior_logits(labeled, weights))
         base_model = base_model.to(device)
         model: nn.Module = base_model
         if dist.world_size > 1:
@@ -75,10 +83,6 @@ class TrainingPhase:
             )
         optimizer = make_optimizer(model, options.lr, options.weight_decay, options.encoder_lr_scale)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
-        # Positive weights count the labeled tweets only (a distillation split's unlabeled rows
-        # have all-zero labels); with a teacher the recipe's loss becomes the hard term.
-        labeled = fit_split.labeled_targets() if isinstance(fit_split, DistillSplit) else fit_split.labels
-        weights = pos_weights(labeled, options.pos_weight)
         loss_fn: nn.Module = bce_loss(
             weights.to(device) if weights is not None else None, options.rank_loss_weight
         )

@@ -47,6 +47,7 @@ QUALITY: dict[str, Any] = {
     "clip_norm": 1.0,
     "schedule": "none",
     "pos_weight": "sqrt",
+    "head_bias": "prior",
     "rank_loss_weight": 0.5,
     "ema_decay": 0.99,
     "refit": True,

@@ -169,6 +169,21 @@ def pos_weights(targets: np.ndarray, mode: str) -> torch.Tensor | None:
     return torch.tensor(np.clip(weights, 1.0, 50.0), dtype=torch.float32)
 
 
+def prior_logits(targets: np.ndarray, weights: torch.Tensor | None) -> torch.Tensor:
+    """Each label's best constant logit under (weighted) BCE: log(w * p / (1 - p)), with p its
+    train frequency (smoothed by half a tweet) and w its positive weight.
+
+    A head whose bias starts here begins at the label's prior instead of 0.5 for all, so the
+    first steps learn from the text instead of spending themselves pulling rare labels down:
+    AdamW moves a bias by about the learning rate a step, and at 5e-5 a rare label's -4 would
+    take tens of thousands of steps.
+    """
+    positives = targets.sum(axis=0).astype(np.float64)
+    p = (positives + 0.5) / (len(targets) + 1.0)
+    w = weights.double().numpy() if weights is not None else 1.0
+    return torch.tensor(np.log(w * p / (1.0 - p)), dtype=torch.float32)
+
+
 def minilm_embeddings(model: RecurrentClassifier, vocab: Any) -> int:
     """Start the embedding table from MiniLM's input embeddings; returns the rows copied.
 

@@ -33,6 +33,7 @@ from tweetdomains_trainer.steps import (
     make_optimizer,
     pos_weights,
     predict_split,
+    prior_logits,
     resolve_device,
     seed_everything,
     train_step,
@@ -111,6 +112,8 @@ def fine_tune(options: TeacherOptions, store: ObjectStore | None = None) -> Teac
     train_split, val_split = splits["train"], splits["validation"]
     model.to(device)
     weights = pos_weights(train_split.labels, options.pos_weight)
+    with torch.no_grad():
+        model.head.bias.copy_(prior_logits(train_split.labels, weights))
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=weights.to(device) if weights is not None else None)
     optimizer = make_optimizer(model, options.lr, options.weight_decay)
     say(

@@ -54,9 +54,9 @@ class TeacherOptions(Options):
         ),
     )
     dropout: float = field(default=0.1, metadata=flag("dropout before the linear head, in [0, 1)", MODEL))
-    lr: float = field(default=5e-5, metadata=flag("AdamW learning rate", OPTIMIZATION))
+    lr: float = field(default=2e-4, metadata=flag("AdamW learning rate", OPTIMIZATION))
     weight_decay: float = field(default=0.01, metadata=flag("AdamW decoupled decay", OPTIMIZATION))
-    epochs: int = field(default=4, metadata=flag("most epochs to train", OPTIMIZATION, positive=True))
+    epochs: int = field(default=6, metadata=flag("most epochs to train", OPTIMIZATION, positive=True))
     max_steps: int | None = field(
         default=None,
         metadata=flag(
@@ -64,7 +64,7 @@ class TeacherOptions(Options):
         ),
     )
     batch_size: int = field(
-        default=32, metadata=flag("tweets per optimizer step", OPTIMIZATION, positive=True)
+        default=16, metadata=flag("tweets per optimizer step", OPTIMIZATION, positive=True)
     )
     patience: int = field(default=2, metadata=flag("early stopping, in epochs", OPTIMIZATION, positive=True))
     clip_norm: float = field(default=1.0, metadata=flag("gradient norm clip, 0 = off", OPTIMIZATION))

@@ -42,7 +42,7 @@ from tweetdomains_trainer.checkpoint import (
     set_rng_state,
 )
 from tweetdomains_trainer.data import EncodedDataset, concat_splits, encode_dataset, read_dataset
-from tweetdomains_trainer.distill import Distillation, auto_teacher, prepare_distillation
+from tweetdomains_trainer.distill import Distillation, auto_teacher, prepare_distillation, read_unlabeled
 from tweetdomains_trainer.distributed import Distributed
 from tweetdomains_trainer.encoder import MATCHING_FIELDS, PretrainedEncoder, load_pretrained
 from tweetdomains_trainer.lineage import data_lineage
@@ -243,6 +243,11 @@ def prepare_records(
     progress.say(f"dataset: {dataset.summary()}")
     if dataset.stats.records and dataset.stats.bad_lines:
         progress.say(f"parse: {dataset.stats.summary()}")
+    # The unlabeled tweets count towards the vocabulary: words the labeled tweets lack get an
+    # id (and, for wordpieces, MiniLM's embedding) that the teacher's labels then train.
+    unlabeled = (
+        read_unlabeled(store, options.unlabeled, dataset) if options.unlabeled and vocab is None else None
+    )
     encoded = encode_dataset(
         dataset,
         store,
@@ -252,10 +257,12 @@ def prepare_records(
         use_cache=not options.dry_run,
         vocab_kind=options.vocab,
         vocab=vocab,
+        unlabeled_tokens=unlabeled.tokens if unlabeled else (),
     )
     encoded.lineage = data_lineage(source, dataset, encoded)
     encoded.validation_texts = [r.text for r in dataset.validation]
     encoded.dataset = dataset
+    encoded.unlabeled = unlabeled
     return encoded
 
 
