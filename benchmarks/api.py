@@ -472,7 +472,9 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="the API uses its in-process cache")
     parser.add_argument("--overload-seconds", type=float, default=20.0, help="the overload phase")
     parser.add_argument(
-        "--overload-rate", type=float, help="requests a second offered in overload (default: 2x measured)"
+        "--overload-rate",
+        type=_positive_rate,
+        help="requests a second offered in overload (default: 2x measured)",
     )
     parser.add_argument(
         "--phase",
@@ -510,7 +512,7 @@ def main() -> int:
             uvloop.install()
         except ImportError:
             pass
-        if args.offer:
+        if args.offer is not None:
             asyncio.run(_offer(args.load, args.offer, args.seconds, texts))
         else:
             asyncio.run(_load(args.load, args.clients, args.seconds, args.warmup, texts, args.unique))
@@ -536,7 +538,7 @@ def main() -> int:
             results |= _hit_and_floor(port, floor, args, slice_s, repeat_path)
             after = _api_counters(port)
             results |= _lone(port, floor, store, args, slice_s, unique_path, repeat_path)
-            rate = args.overload_rate or 2 * results["api"]["rps"]
+            rate = _overload_rate(args.overload_rate, results["api"]["rps"])
             overload = _overload(port, rate, args.overload_seconds, unique_path)
             passes = middle["tweetdomains_batch_size_count"] - before["tweetdomains_batch_size_count"]
             texts = middle["tweetdomains_batch_size_sum"] - before["tweetdomains_batch_size_sum"]
@@ -694,6 +696,25 @@ def _comparison_server(kind: str, store: str, env: dict[str, str]) -> Iterator[i
         _stop(server)
 
 
+MIN_OVERLOAD_RATE = 20.0
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the rate must be above 0 requests a second")
+    return rate
+
+
+def _overload_rate(asked: float | None, capacity_rps: float) -> float:
+    """The rate offered in overload: ``asked``, else twice the measured capacity, never under
+    MIN_OVERLOAD_RATE (a dry run on a loaded host can measure no answer at all in its moment)."""
+    return asked if asked is not None else max(2 * capacity_rps, MIN_OVERLOAD_RATE)
+
+
 def _overload(port: int, rate: float, seconds: float, texts_path: Path) -> dict[str, Any]:
     rss_before = _rss(port)
     overload = run_offer(port, rate, seconds, str(texts_path))
@@ -720,9 +741,9 @@ def run_phase(args: argparse.Namespace, env: dict[str, str]) -> int:
         if args.phase == "overload":
             with _api_server(store, env, args.no_redis) as port:
                 rate = args.overload_rate
-                if not rate:
+                if rate is None:
                     api = run_load(port, args.clients, args.seconds, args.warmup, str(unique_path), True)
-                    rate = 2 * api["rps"]
+                    rate = _overload_rate(None, api["rps"])
                     print(f"api: {api['rps']:.0f} req/s (unique texts); offering {rate:.0f}/s", flush=True)
                 overload = _overload(port, rate, args.overload_seconds, unique_path)
             print(_overload_line(overload, rate, args.overload_seconds))

@@ -3,14 +3,21 @@ the values, order and predicted domains the decision rule gives."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.unit.test_registry import publish_tiny
 from tweetdomains.metrics import decide
+from tweetdomains.registry import Registry
+from tweetdomains.store import LocalStore
 from tweetdomains_api import answers
 from tweetdomains_api.answers import DECIMALS, Renderer, quantize, to_cache_value
+from tweetdomains_api.metrics import ApiMetrics
+from tweetdomains_api.model_holder import ModelHolder
 
 LABELS = ['Say "hi"', "Musique é", "Person", "Sport", "Sports Team", "TV Shows"]
 
@@ -62,3 +69,27 @@ def test_cached_answers_render_as_render_does_and_are_remembered_within_the_boun
     renderer.render_cached(values[2:], quantized[2:])
     assert len(renderer._remembered) == 3 and values[0] not in renderer._remembered
     assert [a.json for a in renderer.render_cached(values, quantized)] == expected
+
+
+def test_a_model_is_ready_to_render_before_it_is_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder builds the renderer while it loads, off the event loop: the first answer does
+    not build it (it cost the first request about 0.2 s on this 2-core host)."""
+    store = LocalStore(tmp_path)
+    registry = Registry(store)
+    run_id = publish_tiny(registry)
+    registry.promote(run_id, "val_micro_f1", 0.1, force=True)
+    holder = ModelHolder(str(tmp_path), "best", 60.0, ApiMetrics())
+    assert asyncio.run(holder.refresh())
+    built: list[Renderer] = []
+    original = Renderer.__init__
+
+    def counting(self: Renderer, labels: list[str], thresholds: np.ndarray) -> None:
+        built.append(self)
+        original(self, labels, thresholds)
+
+    monkeypatch.setattr(Renderer, "__init__", counting)
+    assert holder.current is not None and holder.current.run_id == run_id
+    renderer = answers.renderer_for(holder.current)
+    assert built == [] and renderer.labels == holder.current.labels

@@ -20,6 +20,7 @@ from tweetdomains.model import Precision, native_bfloat16
 from tweetdomains.predict import Classifier
 from tweetdomains.registry import Registry, RegistryError
 from tweetdomains.store import StoreError, open_store
+from tweetdomains_api.answers import renderer_for
 from tweetdomains_api.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,9 @@ class ModelHolder:
                 classifier.served_precision,
             )
         validate(classifier)
+        # Built here, off the event loop and before the swap: the first answer would otherwise
+        # pay for it (about 0.2 s on a 2-core host, most of it the value table on first use).
+        renderer_for(classifier)
         self.metrics.model_load_seconds.set(time.perf_counter() - started)
         self.texts_per_s = measure_throughput(classifier)
         self.metrics.throughput.set(self.texts_per_s)
