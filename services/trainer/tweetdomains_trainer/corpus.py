@@ -26,7 +26,10 @@ The splits it returns (:class:`stream.ShardedSplit`) have ``EncodedSplit``'s int
 memory-mapped shards, so ``train_batches``/``eval_batches`` drive them unchanged;
 :func:`stream.stream_batches` adds rank-disjoint streaming with a bounded shuffle buffer and a
 resumable position. The rows come in the order ``load_dataset`` keeps
-them, so the same recipe and seed train the same model on either path.
+them, so both paths split, count and evaluate the same tweets with the same vocabulary; the
+training order differs (the stream shuffles within its shards and buffer), so the same recipe
+and seed train weights that differ as two seeds do (measured on the benchmark split: see the
+README's data path section).
 """
 
 from __future__ import annotations
