@@ -192,6 +192,15 @@ class ShardCache:
     def read_only(self) -> bool:
         return self._scratch is not None
 
+    def spill_dir(self) -> Path:
+        """A local folder for a preparation's temporary files (:mod:`.dedupe`'s buckets): the
+        dry run's scratch folder, else the local shard folder."""
+        if self._scratch is not None:
+            return Path(self._scratch.name)
+        folder = self.root / SHARDS_PREFIX
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def _written(self, key: str) -> Path | None:
         """The scratch copy of ``key`` a read-only cache wrote, if any."""
         if self._scratch is None:
