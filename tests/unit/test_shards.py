@@ -17,7 +17,7 @@ from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
 from tweetdomains.text import content_hash
 from tweetdomains.vocab import PAD, UNK, WordpieceVocabulary
-from tweetdomains_trainer import shards, words
+from tweetdomains_trainer import dedupe, shards, words
 from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.data import SPLITS, encode_dataset, load_dataset, train_batches
 from tweetdomains_trainer.shards import ShardFile, encoded_key, pack, words_key
@@ -69,7 +69,12 @@ def assert_same_splits(corpus: ShardedCorpus, store: LocalStore, max_tokens: int
             assert torch.equal(a, b)
 
 
-def test_prepare_matches_todays_path_record_for_record(store: LocalStore) -> None:
+@pytest.mark.parametrize("bucket_rows", [None, 8])
+def test_prepare_matches_todays_path_record_for_record(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch, bucket_rows: int | None
+) -> None:
+    if bucket_rows:  # the corpus-wide dedupe through many buckets on disk
+        monkeypatch.setattr(dedupe, "BUCKET_ROWS", bucket_rows)
     corpus = ShardedCorpus.prepare(store, workers=1)
     dataset = load_dataset(store)
     today = encode_dataset(dataset, None, use_cache=False)

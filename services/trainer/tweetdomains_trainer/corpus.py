@@ -6,7 +6,9 @@
 1. every raw batch without a words shard is parsed and tokenized, in a process pool
    (:mod:`.pool`: every per-batch step runs in its workers, the parent only merges);
 2. duplicates go by 8-byte hashes, corpus-wide, with ``build_dataset``'s rule (the first
-   record of an id wins, then the first of a content), in store key order;
+   record of an id wins, then the first of a content), in store key order; the hashes seen
+   are kept in bucket files on disk (:mod:`.dedupe`), not in memory, so the parent holds a
+   byte per record while it merges and four (a row number) per kept record after;
 3. the split is :func:`dataset.split_of` of the content hash, so no tweet changes sides;
 4. the vocabulary comes from token counts summed shard by shard over the train split
    (the same table ``build_vocab`` makes from the records), or is given, or (``keep_vocab``)
@@ -40,6 +42,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -49,6 +52,7 @@ from tweetdomains.dataset import RAW_PREFIX
 from tweetdomains.store import LocalStore, ObjectNotFound, ObjectStore
 from tweetdomains.vocab import Vocabulary
 from tweetdomains_trainer.data import SPLITS, build_vocab
+from tweetdomains_trainer.dedupe import first_positions
 from tweetdomains_trainer.pool import BatchPool, encode_shards, tokenize_new
 from tweetdomains_trainer.shards import (
     SHARDS_PREFIX,
@@ -58,7 +62,7 @@ from tweetdomains_trainer.shards import (
     vocab_dir,
     words_key,
 )
-from tweetdomains_trainer.stream import Part, ShardedSplit, SplitTexts, flat_ranges
+from tweetdomains_trainer.stream import Part, ShardedSplit, SplitTexts, flat_ranges, row_dtype
 from tweetdomains_trainer.words import stats_of
 
 log = logging.getLogger(__name__)
@@ -164,7 +168,7 @@ class ShardedCorpus:
                 say(f"shards: tokenizing {len(missing)} of {len(raw_keys)} raw batches")
                 counts.tokenized = tokenize_new(store, cache, missing, pool)
             shards = [WordShard.open(cache, k) for k in raw_keys]
-            codes = _split_codes(shards, counts, test_percent, validation_percent)
+            codes = _split_codes(shards, counts, test_percent, validation_percent, cache.spill_dir())
             labels = _train_labels(shards, codes)
             kept_key = _kept_vocab_key(vocab_kind, min_count, max_vocab, test_percent, validation_percent)
             if vocab is None and keep_vocab:
@@ -180,7 +184,7 @@ class ShardedCorpus:
                     store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
             encoded, counts.encoded = encode_shards(cache, shards, vocab, max_tokens, pool)
         splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
-        _count_labels(counts, labels, splits)
+        _count_labels(counts, labels, shards, codes)
         digest = _data_hash(shards, test_percent, validation_percent)
         corpus = cls(
             vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, counts=counts,
@@ -251,39 +255,60 @@ def _needs_tokenizing(cache: ShardCache, raw_key: str) -> bool:
 
 
 def _split_codes(
-    shards: Sequence[WordShard], counts: CorpusCounts, test_percent: int, validation_percent: int
+    shards: Sequence[WordShard],
+    counts: CorpusCounts,
+    test_percent: int,
+    validation_percent: int,
+    spill_dir: str | Path,
 ) -> list[np.ndarray]:
     """Per shard, each row's split code (``SPLIT_CODES``), or -1 for a duplicate.
 
     ``build_dataset``'s rule over the whole corpus at once: a record whose id an earlier
     record had is a duplicate by id (and does not claim its content); of the rest, the first
-    record of each content hash is kept.
+    record of each content hash is kept. The corpus-wide first occurrences come from
+    :func:`dedupe.first_positions` (buckets on disk under ``spill_dir``), so this process
+    holds a byte per record and one shard's or one bucket's arrays, never the corpus's hashes.
     """
     for shard in shards:
         counts.stats.merge(stats_of(shard.file))
         counts.unlabeled += int(shard.file.meta["unlabeled"])
-    sizes = [len(s) for s in shards]
-    content = np.concatenate([np.asarray(s.file["content_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
-    ids = np.concatenate([np.asarray(s.file["id_hash"]) for s in shards] or [np.zeros(0, np.uint64)])
-    has_id = np.concatenate([np.asarray(s.file["has_id"]) for s in shards] or [np.zeros(0, bool)])
-    _release(shards)
-    with_id = np.flatnonzero(has_id)
-    first_of_id = np.zeros(len(content), dtype=bool)
-    first_of_id[with_id[np.unique(ids[with_id], return_index=True)[1]]] = True
-    by_id = has_id & ~first_of_id
-    candidates = np.flatnonzero(~by_id)
-    keep = np.zeros(len(content), dtype=bool)
-    keep[candidates[np.unique(content[candidates], return_index=True)[1]]] = True
-    counts.duplicates_by_id = int(by_id.sum())
-    counts.duplicates_by_content = len(candidates) - int(keep.sum())
-    del ids, has_id, by_id, first_of_id, candidates
-    # split_of reads the digest's first 8 hex digits: the hash's top 4 bytes.
-    bucket = (content >> np.uint64(32)) % np.uint64(100)
-    code = np.full(len(content), SPLIT_CODES["train"], dtype=np.int8)
-    code[bucket < test_percent + validation_percent] = SPLIT_CODES["validation"]
-    code[bucket < test_percent] = SPLIT_CODES["test"]
-    code[~keep] = -1
-    return np.split(code, np.cumsum(sizes)[:-1]) if shards else []
+    sizes = np.array([len(s) for s in shards], dtype=np.int64)
+    bases = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    # 0: a duplicate by id; 1: the first of its id (or without one); 2: the first of its content too.
+    state = np.zeros(int(bases[-1]), dtype=np.int8)
+
+    def ids() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for shard, base in zip(shards, bases.tolist(), strict=False):
+            has_id = np.asarray(shard.file["has_id"])
+            state[base : base + len(has_id)][~has_id] = 1
+            with_id = np.flatnonzero(has_id)
+            yield np.asarray(shard.file["id_hash"])[with_id], base + with_id
+            shard.file.release()
+
+    for first in first_positions(ids(), len(state), spill_dir):
+        state[first] = 1
+    counts.duplicates_by_id = int(np.count_nonzero(state == 0))
+
+    def contents() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for shard, base in zip(shards, bases.tolist(), strict=False):
+            candidates = np.flatnonzero(state[base : base + len(shard)])
+            yield np.asarray(shard.file["content_hash"])[candidates], base + candidates
+            shard.file.release()
+
+    for first in first_positions(contents(), len(state) - counts.duplicates_by_id, spill_dir):
+        state[first] = 2
+    counts.duplicates_by_content = int(np.count_nonzero(state == 1))
+    codes = np.split(state, bases[1:-1]) if shards else []
+    for shard, code in zip(shards, codes, strict=True):  # in place: the state becomes the codes
+        # split_of reads the digest's first 8 hex digits: the hash's top 4 bytes.
+        bucket = (np.asarray(shard.file["content_hash"]) >> np.uint64(32)) % np.uint64(100)
+        kept = code == 2
+        code[:] = SPLIT_CODES["train"]
+        code[bucket < test_percent + validation_percent] = SPLIT_CODES["validation"]
+        code[bucket < test_percent] = SPLIT_CODES["test"]
+        code[~kept] = -1
+        shard.file.release()
+    return codes
 
 
 def _train_labels(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> list[str]:
@@ -347,19 +372,31 @@ def _split(
             key=shard.key,
             ids=file["ids"],
             offsets=np.asarray(file["offsets"]),
-            rows=np.flatnonzero(shard_codes == code).astype(np.int64),
+            rows=np.flatnonzero(shard_codes == code).astype(row_dtype(len(shard))),
             label_ids=shard.file["label_ids"],
             label_offsets=np.asarray(shard.file["label_offsets"]),
             label_columns=np.array([column.get(n, -1) for n in shard.labels] or [-1], dtype=np.int64),
+            files=(file, shard.file),
         )
         for shard, file, shard_codes in zip(shards, encoded, codes, strict=True)
     ]
     return ShardedSplit(parts, len(labels))
 
 
-def _count_labels(counts: CorpusCounts, labels: Sequence[str], splits: dict[str, ShardedSplit]) -> None:
-    """Label frequencies over the kept rows of every split (the summary's top labels)."""
-    total = sum((s.label_counts() for s in splits.values()), np.zeros(len(labels), dtype=np.int64))
+def _count_labels(
+    counts: CorpusCounts, labels: Sequence[str], shards: Sequence[WordShard], codes: Sequence[np.ndarray]
+) -> None:
+    """Label frequencies over the kept rows of every split (the summary's top labels), shard
+    by shard, each shard's pages dropped after it."""
+    column = {name: i for i, name in enumerate(labels)}
+    total = np.zeros(len(labels), dtype=np.int64)
+    for shard, code in zip(shards, codes, strict=True):
+        rows = np.flatnonzero(code >= 0)
+        offsets = np.asarray(shard.file["label_offsets"])
+        columns = np.array([column.get(n, -1) for n in shard.labels] or [-1], dtype=np.int64)
+        found = columns[np.asarray(shard.file["label_ids"])[flat_ranges(offsets[rows], offsets[rows + 1])]]
+        total += np.bincount(found[found >= 0], minlength=len(labels))
+        shard.file.release()
     counts.label_counts = {name: int(n) for name, n in zip(labels, total, strict=True) if n}
 
 
@@ -403,11 +440,5 @@ def _content_sha256(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) ->
             digest.update((offsets[rows + 1] - offsets[rows]).tobytes())
             digest.update(label_ids.tobytes())
             digest.update("\n".join(shard.labels).encode() + b"\0")
-    _release(shards)
+            shard.file.release()
     return digest.hexdigest()
-
-
-def _release(shards: Sequence[WordShard]) -> None:
-    """Each shard's read pages dropped from this process (see ``ShardFile.release``)."""
-    for shard in shards:
-        shard.file.release()

@@ -25,6 +25,7 @@ from tweetdomains_trainer.steps import (
     set_encoder_trainable,
     train_step,
 )
+from tweetdomains_trainer.stream import ShardedSplit
 
 
 def init_embeddings(model: RecurrentClassifier, options: TrainOptions, encoded: EncodedDataset) -> int:
@@ -32,6 +33,15 @@ def init_embeddings(model: RecurrentClassifier, options: TrainOptions, encoded: 
     if options.init_embeddings == "none":
         return 0
     return minilm_embeddings(model, encoded.vocab)
+
+
+def label_totals(split: EncodedSplit) -> tuple[np.ndarray, int]:
+    """Positives per label and the labeled rows of a train split (a distillation split's
+    unlabeled rows left out)."""
+    if isinstance(split, ShardedSplit):
+        return split.label_counts(), len(split)
+    labeled = split.labeled_targets() if isinstance(split, DistillSplit) else split.labels
+    return labeled.sum(axis=0), len(labeled)
 
 
 @dataclass
@@ -70,11 +80,12 @@ class TrainingPhase:
                 say(f"embeddings: {copied:,} of {len(encoded.vocab):,} rows from MiniLM")
         # Positive weights count the labeled tweets only (a distillation split's unlabeled rows
         # have all-zero labels); with a teacher the recipe's loss becomes the hard term.
-        labeled = fit_split.labeled_targets() if isinstance(fit_split, DistillSplit) else fit_split.labels
-        weights = pos_weights(labeled, options.pos_weight)
+        # (A sharded split counts them shard by shard, without its dense label matrix.)
+        positives, rows = label_totals(fit_split)
+        weights = pos_weights(positives, rows, options.pos_weight)
         if options.head_bias == "prior":
             with torch.no_grad():
-                base_model.head[-1].bias.copy_(prior_logits(labeled, weights))
+                base_model.head[-1].bias.copy_(prior_logits(positives, rows, weights))
         base_model = base_model.to(device)
         model: nn.Module = base_model
         if dist.world_size > 1:

@@ -55,14 +55,15 @@ def pack(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
         offset += values.nbytes
     header = json.dumps({"arrays": layout, "meta": dict(meta)}, ensure_ascii=False).encode()
     start = -(-(len(MAGIC) + 8 + len(header)) // ALIGN) * ALIGN
-    out = bytearray(start + offset)
-    out[: len(MAGIC)] = MAGIC
-    out[len(MAGIC) : len(MAGIC) + 8] = len(header).to_bytes(8, "little")
-    out[len(MAGIC) + 8 : len(MAGIC) + 8 + len(header)] = header
+    # One join of the arrays' own buffers: the file's bytes are made once, no copy of each array.
+    pieces: list[bytes | memoryview] = [MAGIC, len(header).to_bytes(8, "little"), header]
+    at = len(MAGIC) + 8 + len(header)
     for name, values in arrays.items():
-        at = start + layout[name]["offset"]
-        out[at : at + values.nbytes] = np.ascontiguousarray(values).tobytes()
-    return bytes(out)
+        pieces.append(bytes(start + layout[name]["offset"] - at))
+        pieces.append(np.ascontiguousarray(values).reshape(-1).view(np.uint8).data)
+        at = start + layout[name]["offset"] + values.nbytes
+    pieces.append(bytes(start + offset - at))
+    return b"".join(pieces)
 
 
 class ShardFile:
@@ -191,6 +192,15 @@ class ShardCache:
     @property
     def read_only(self) -> bool:
         return self._scratch is not None
+
+    def spill_dir(self) -> Path:
+        """A local folder for a preparation's temporary files (:mod:`.dedupe`'s buckets): the
+        dry run's scratch folder, else the local shard folder."""
+        if self._scratch is not None:
+            return Path(self._scratch.name)
+        folder = self.root / SHARDS_PREFIX
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _written(self, key: str) -> Path | None:
         """The scratch copy of ``key`` a read-only cache wrote, if any."""

@@ -159,17 +159,18 @@ def set_encoder_trainable(model: RecurrentClassifier, trainable: bool) -> None:
         module.requires_grad_(trainable)
 
 
-def pos_weights(targets: np.ndarray, mode: str) -> torch.Tensor | None:
-    """Positive-class weights per label from train frequencies (``none``: unweighted)."""
+def pos_weights(positives: np.ndarray, rows: int, mode: str) -> torch.Tensor | None:
+    """Positive-class weights per label from train frequencies: ``positives`` per label of
+    ``rows`` train rows (``none``: unweighted)."""
     if mode == "none":
         return None
-    positives = targets.sum(axis=0).astype(np.float64)
-    ratio = (len(targets) - positives) / np.maximum(positives, 1.0)
+    positives = positives.astype(np.float64)
+    ratio = (rows - positives) / np.maximum(positives, 1.0)
     weights = np.sqrt(ratio) if mode == "sqrt" else ratio
     return torch.tensor(np.clip(weights, 1.0, 50.0), dtype=torch.float32)
 
 
-def prior_logits(targets: np.ndarray, weights: torch.Tensor | None) -> torch.Tensor:
+def prior_logits(positives: np.ndarray, rows: int, weights: torch.Tensor | None) -> torch.Tensor:
     """Each label's best constant logit under (weighted) BCE: log(w * p / (1 - p)), with p its
     train frequency (smoothed by half a tweet) and w its positive weight.
 
@@ -178,8 +179,7 @@ def prior_logits(targets: np.ndarray, weights: torch.Tensor | None) -> torch.Ten
     AdamW moves a bias by about the learning rate a step, and at 5e-5 a rare label's -4 would
     take tens of thousands of steps.
     """
-    positives = targets.sum(axis=0).astype(np.float64)
-    p = (positives + 0.5) / (len(targets) + 1.0)
+    p = (positives.astype(np.float64) + 0.5) / (rows + 1.0)
     w = weights.double().numpy() if weights is not None else 1.0
     return torch.tensor(np.log(w * p / (1.0 - p)), dtype=torch.float32)
 

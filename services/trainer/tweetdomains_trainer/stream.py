@@ -32,6 +32,7 @@ import torch
 from tweetdomains import codecs
 from tweetdomains.store import ObjectStore
 from tweetdomains_trainer.data import CHUNK_BATCHES
+from tweetdomains_trainer.shards import ShardFile
 
 BUFFER_CHUNKS = 4
 
@@ -43,10 +44,18 @@ class Part:
     key: str  # the raw batch
     ids: np.ndarray
     offsets: np.ndarray
-    rows: np.ndarray  # int64, ascending
+    rows: np.ndarray  # ascending, of row_dtype (4 bytes a row)
     label_ids: np.ndarray
     label_offsets: np.ndarray
     label_columns: np.ndarray  # the shard's label id -> column in the corpus labels (-1: none)
+    files: tuple[ShardFile, ...] = field(default=(), repr=False)  # the arrays' memory maps
+
+    def release(self) -> None:
+        """Drop the pages of this part's shards that this process has read (see
+        ``ShardFile.release``): a pass over every part then leaves the resident memory as it
+        found it."""
+        for file in self.files:
+            file.release()
 
 
 @dataclass
@@ -72,12 +81,29 @@ class ShardedSplit:
 
     @property
     def lengths(self) -> np.ndarray:
-        """Ids per row (int64), for ``train_batches``/``eval_batches``."""
+        """Ids per row (int64), for ``train_batches``/``eval_batches`` (built on first use, then
+        kept: :func:`stream_batches` needs only :meth:`lengths_of` its drawn rows)."""
         if self._lengths is None:
-            self._lengths = np.concatenate(
-                [p.offsets[p.rows + 1] - p.offsets[p.rows] for p in self.parts] or [np.zeros(0, np.int64)]
-            ).astype(np.int64)
+            self._lengths = np.zeros(len(self), dtype=np.int64)
+            for p, base in zip(self.parts, self.bases.tolist(), strict=False):
+                np.subtract(
+                    p.offsets[p.rows + 1], p.offsets[p.rows], out=self._lengths[base : base + len(p.rows)]
+                )
+                p.release()
         return self._lengths
+
+    def lengths_of(self, rows: np.ndarray) -> np.ndarray:
+        """``lengths[rows]`` (int64), reading only the parts those rows are in."""
+        if self._lengths is not None:
+            return self._lengths[rows]
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=np.int64)
+        part, local = self.locate(rows)
+        for index in np.unique(part):
+            p, where = self.parts[index], np.flatnonzero(part == index)
+            shard_rows = p.rows[local[where]]
+            out[where] = p.offsets[shard_rows + 1] - p.offsets[shard_rows]
+        return out
 
     @property
     def labels(self) -> np.ndarray:
@@ -93,6 +119,7 @@ class ShardedSplit:
             starts, ends = p.label_offsets[p.rows], p.label_offsets[p.rows + 1]
             columns = p.label_columns[np.asarray(p.label_ids)[flat_ranges(starts, ends)]]
             total += np.bincount(columns[columns >= 0], minlength=self.num_labels)
+            p.release()
         return total
 
     def concat(self, other: ShardedSplit) -> ShardedSplit:
@@ -176,6 +203,11 @@ class SplitTexts(Sequence[str]):
         return iter(self._read())
 
 
+def row_dtype(rows: int) -> np.dtype[Any]:
+    """The dtype of a shard's row numbers: 4 bytes a row (any batch fits), 8 past 2**32 rows."""
+    return np.dtype(np.uint32) if rows <= np.iinfo(np.uint32).max else np.dtype(np.int64)
+
+
 def flat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The concatenation of ``arange(s, e)`` for each pair, without a Python loop."""
     counts = ends - starts
@@ -248,7 +280,6 @@ def stream_batches(
     total = steps_per_epoch(split, batch_size, seed, epoch, world_size)
     owned = assign_parts(split, seed, epoch, world_size)[rank]
     rng = np.random.default_rng([seed, epoch, 1, rank])
-    lengths = split.lengths
     buffer = np.zeros(0, dtype=np.int64)
     queue = iter(owned)
     exhausted = False
@@ -264,7 +295,7 @@ def stream_batches(
         if len(buffer) < batch_size:
             if exhausted and world_size == 1 and len(buffer) and step < total:
                 if step >= position.step:  # the short last batch, drawn like any chunk
-                    yield buffer[np.argsort(lengths[buffer], kind="stable")]
+                    yield buffer[np.argsort(split.lengths_of(buffer), kind="stable")]
                 step += 1
             break
         take = rng.choice(len(buffer), size=min(chunk, len(buffer)), replace=False)
@@ -272,7 +303,7 @@ def stream_batches(
         keep = np.ones(len(buffer), dtype=bool)
         keep[take] = False
         buffer = buffer[keep]
-        drawn = drawn[np.argsort(lengths[drawn], kind="stable")]
+        drawn = drawn[np.argsort(split.lengths_of(drawn), kind="stable")]
         full = len(drawn) // batch_size
         if full < len(drawn) / batch_size:  # a partial batch goes back for a later chunk
             buffer = np.concatenate([buffer, drawn[full * batch_size :]])

@@ -111,9 +111,10 @@ def fine_tune(options: TeacherOptions, store: ObjectStore | None = None) -> Teac
     }
     train_split, val_split = splits["train"], splits["validation"]
     model.to(device)
-    weights = pos_weights(train_split.labels, options.pos_weight)
+    positives, rows = train_split.labels.sum(axis=0), len(train_split.labels)
+    weights = pos_weights(positives, rows, options.pos_weight)
     with torch.no_grad():
-        model.head.bias.copy_(prior_logits(train_split.labels, weights))
+        model.head.bias.copy_(prior_logits(positives, rows, weights))
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=weights.to(device) if weights is not None else None)
     optimizer = make_optimizer(model, options.lr, options.weight_decay)
     say(

@@ -255,7 +255,8 @@ class _ShardBuilder:
         out["has_id"].append(np.array([i is not None for i in record_ids], dtype=bool))
 
     def pack(self, raw_key: str, raw_bytes: int) -> bytes:
-        rows = {name: np.concatenate(parts) for name, parts in self.arrays.items()}
+        # Each array's chunks are let go as it is joined: the rows are held once, not twice.
+        rows = {name: np.concatenate(self.arrays.pop(name)) for name in _ROW_ARRAYS}
         token_blob, token_table_offsets = string_table(list(self.tokens))
         label_blob, label_table_offsets = string_table(list(self.labels))
         arrays: dict[str, np.ndarray] = {
