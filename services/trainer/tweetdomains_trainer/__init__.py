@@ -16,6 +16,7 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``words`` | one raw batch read, normalized and tokenized as a whole into its words shard |
 | ``pool`` | the process pool a corpus prepares in: tokenize new batches, encode new shards |
 | ``stream`` | sharded splits read through memory maps; rank-disjoint, resumable batch streams |
+| ``dedupe`` | first occurrences of 8-byte keys across a corpus, through hash buckets on disk |
 | ``corpus`` | the store's raw batches as shards: encoded once, deduplicated and split by hashes |
 | ``reports`` | Markdown tables, plots and run reports |
 | ``lineage`` | what a published run was trained on (its metrics' ``lineage``) |
