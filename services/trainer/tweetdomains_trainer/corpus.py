@@ -184,7 +184,7 @@ class ShardedCorpus:
                     store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
             encoded, counts.encoded = encode_shards(cache, shards, vocab, max_tokens, pool)
         splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
-        _count_labels(counts, labels, shards, codes)
+        _count_labels(counts, labels, splits)
         digest = _data_hash(shards, test_percent, validation_percent)
         corpus = cls(
             vocab=vocab, labels=labels, data_hash=digest, max_tokens=max_tokens, counts=counts,
@@ -383,20 +383,10 @@ def _split(
     return ShardedSplit(parts, len(labels))
 
 
-def _count_labels(
-    counts: CorpusCounts, labels: Sequence[str], shards: Sequence[WordShard], codes: Sequence[np.ndarray]
-) -> None:
-    """Label frequencies over the kept rows of every split (the summary's top labels), shard
-    by shard, each shard's pages dropped after it."""
-    column = {name: i for i, name in enumerate(labels)}
-    total = np.zeros(len(labels), dtype=np.int64)
-    for shard, code in zip(shards, codes, strict=True):
-        rows = np.flatnonzero(code >= 0)
-        offsets = np.asarray(shard.file["label_offsets"])
-        columns = np.array([column.get(n, -1) for n in shard.labels] or [-1], dtype=np.int64)
-        found = columns[np.asarray(shard.file["label_ids"])[flat_ranges(offsets[rows], offsets[rows + 1])]]
-        total += np.bincount(found[found >= 0], minlength=len(labels))
-        shard.file.release()
+def _count_labels(counts: CorpusCounts, labels: Sequence[str], splits: dict[str, ShardedSplit]) -> None:
+    """Label frequencies over the kept rows of every split (the summary's top labels);
+    ``ShardedSplit.label_counts`` drops each part's pages after it."""
+    total = sum((s.label_counts() for s in splits.values()), np.zeros(len(labels), dtype=np.int64))
     counts.label_counts = {name: int(n) for name, n in zip(labels, total, strict=True) if n}
 
 
