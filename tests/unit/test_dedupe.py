@@ -1,13 +1,19 @@
-"""The corpus-wide first occurrences through buckets on disk agree with the whole-array answer."""
+"""The corpus-wide first occurrences through buckets on disk agree with the whole-array answer, and
+the buckets a killed call leaves are removed by the next call (never a live call's)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tweetdomains_trainer.dedupe import bucket_bits, first_positions
+from tweetdomains_trainer.dedupe import UNLOCKED_GRACE_S, bucket_bits, first_positions, remove_stale
 
 
 def reference(keys: np.ndarray) -> np.ndarray:
@@ -42,3 +48,70 @@ def test_no_pairs_and_the_bucket_count() -> None:
 def test_an_empty_corpus(tmp_path: Path) -> None:
     empty = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
     assert sum(len(f) for f in first_positions([empty], 0, tmp_path)) == 0
+
+
+# A child that starts a dedupe in FOLDER, writes its first chunk's buckets, says so and waits.
+_HOLDER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from tweetdomains_trainer.dedupe import first_positions
+folder, ready = Path(sys.argv[1]), Path(sys.argv[2])
+def chunks():
+    keys = np.arange(1000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    yield keys, np.arange(1000, dtype=np.int64)
+    ready.write_text("written")
+    time.sleep(600)
+    yield keys[:0], np.zeros(0, dtype=np.int64)
+for _ in first_positions(chunks(), 2000, folder, bucket_rows=100):
+    pass
+"""
+
+
+def _start_holder(tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    ready = tmp_path / f"{name}.ready"
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "spill"), str(ready)])
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert child.poll() is None, "the holder exited before writing its buckets"
+        assert time.monotonic() < deadline, "the holder never wrote its buckets"
+        time.sleep(0.05)
+    return child, ready
+
+
+def _scratch_folders(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".dedupe-*"))
+
+
+def test_buckets_of_a_killed_dedupe_are_removed_by_the_next_and_a_live_ones_kept(tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    killed, _ = _start_holder(tmp_path, "killed")
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(30) == -signal.SIGKILL
+    [left] = _scratch_folders(spill)  # SIGKILL runs no cleanup: its buckets are still there
+    assert len(list(left.glob("*.bin"))) == 1 << bucket_bits(2000, 100)
+    live, _ = _start_holder(tmp_path, "live")  # the next call removes the dead one's folder
+    try:
+        [held] = _scratch_folders(spill)
+        assert held != left
+        keys = np.array([5, 3, 5, 7, 3], dtype=np.uint64)
+        found = np.concatenate(list(first_positions([(keys, np.arange(5, dtype=np.int64))], 5, spill)))
+        np.testing.assert_array_equal(np.sort(found), [0, 1, 3])
+        assert _scratch_folders(spill) == [held]  # a live call's folder is kept
+        assert len(list(held.glob("*.bin"))) == 1 << bucket_bits(2000, 100)
+    finally:
+        live.kill()
+        live.wait(30)
+    assert remove_stale(spill) == [held]
+    assert not _scratch_folders(spill)
+
+
+def test_a_folder_still_being_made_is_left_alone_until_it_is_old(tmp_path: Path) -> None:
+    making = tmp_path / ".dedupe-new"
+    making.mkdir()  # mkdtemp done, the lock not yet made
+    assert remove_stale(tmp_path) == []
+    old = time.time() - UNLOCKED_GRACE_S - 1
+    os.utime(making, (old, old))
+    assert remove_stale(tmp_path) == [making]
+    assert not making.exists()
