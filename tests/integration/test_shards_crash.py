@@ -1,14 +1,17 @@
 """A shard preparation killed with SIGKILL (tokenizing, or in the corpus-wide dedupe) loses and
 corrupts nothing: the next preparation of the same store makes the shards, splits and listing a
-clean one makes, and no scratch file of the killed one is left in the store."""
+clean one makes, and no scratch file of the killed one is left in the store. A disk that fills
+up during the dedupe ends ``train`` with a one-line error and leaves the shards as they were."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +103,42 @@ def test_a_preparation_killed_mid_way_is_finished_by_the_next_as_a_clean_one(
     )
     assert list(store.list()) == list(clean.list())  # nothing of the killed run is listed
     assert not list(store.root.rglob(".dedupe-*"))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs (root only), unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_full_during_the_dedupe_is_one_line_and_leaves_the_shards_whole(small_disk: Path) -> None:
+    store = write_store(small_disk / "store")
+    before = ShardedCorpus.prepare(
+        store, workers=1
+    )  # shards and vocabulary made: a retrain writes only buckets
+    shards = shard_bytes(store)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 32 * 1024))  # the buckets need ~0.5 MB
+    argv = [sys.executable, "-m", "tweetdomains", "train", "--store", str(store.root), "--recipe", "word"]
+    argv += ["--epochs", "1", "--device", "cpu", "--threads", "1", "--no-progress"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    [error] = [line for line in done.stderr.splitlines() if ": error: " in line]
+    assert "cannot write the dedupe buckets under" in error and "No space left on device" in error
+    assert shard_bytes(store) == shards
+    assert not list(store.root.rglob(".dedupe-*"))
+    filler.unlink()
+    after = ShardedCorpus.prepare(store, workers=1)
+    assert after.content_sha256 == before.content_sha256
+    assert shard_bytes(store) == shards

@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, ValidationError):  # a TWEETDOMAINS_* variable no flag overrode
             print(f"tweetdomains {args.command}: error: {settings_error(exc)}", file=sys.stderr)
             return 2
-        if isinstance(exc, (RegistryError, StoreError, ValueError, FileNotFoundError)):
+        # OSError: a full disk or a missing file, with the path it names.
+        if isinstance(exc, (RegistryError, StoreError, ValueError, OSError)):
             print(f"tweetdomains {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
         raise

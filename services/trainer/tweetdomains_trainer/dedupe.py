@@ -70,26 +70,43 @@ def first_positions(
     shift = np.uint64(64 - bits) if bits else None
     with scratch_folder(folder) as scratch, ExitStack() as files:
         paths = [scratch / f"{b:05d}.bin" for b in range(1 << bits)]
-        handles = [files.enter_context(path.open("wb")) for path in paths]
+        with _writing(scratch):
+            handles = [files.enter_context(path.open("wb")) for path in paths]
         for keys, positions in chunks:
             first = first_in_chunk(keys)
             pairs = np.empty((len(first), 2), dtype=np.uint64)
             pairs[:, 0] = keys[first]
             pairs[:, 1] = positions[first]
             if shift is None:
-                handles[0].write(pairs.tobytes())
+                with _writing(scratch):
+                    handles[0].write(pairs.tobytes())
                 continue
             bucket = (pairs[:, 0] >> shift).astype(np.uint16)  # 2 bytes: a radix sort
             pairs = pairs[np.argsort(bucket, kind="stable")]  # positions stay ascending in a bucket
             ends = np.cumsum(np.bincount(bucket, minlength=len(handles)))
-            for handle, start, end in zip(handles, np.concatenate([[0], ends[:-1]]), ends, strict=True):
-                if end > start:
-                    handle.write(pairs[start:end].tobytes())
-        files.close()
+            with _writing(scratch):
+                for handle, start, end in zip(handles, np.concatenate([[0], ends[:-1]]), ends, strict=True):
+                    if end > start:
+                        handle.write(pairs[start:end].tobytes())
+        with _writing(scratch):
+            files.close()
         for path in paths:
             pairs = np.fromfile(path, dtype=np.uint64).reshape(-1, 2)
             path.unlink()
             yield pairs[first_in_chunk(pairs[:, 0]), 1].astype(np.int64)
+
+
+@contextmanager
+def _writing(scratch: Path) -> Iterator[None]:
+    """Bucket writes: a failure (a full disk) says where and how much room the buckets need."""
+    try:
+        yield
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"cannot write the dedupe buckets under {scratch.parent} ({exc.strerror or exc}): they "
+            "need about 16 bytes per record there for the length of the preparation",
+        ) from exc
 
 
 @contextmanager
