@@ -135,3 +135,17 @@ def test_a_dry_run_leaves_the_store_as_it_found_it(tmp_path: Path) -> None:
     before = snapshot(store.root)
     assert train(replace(options, refresh_vocab=True)).history
     assert snapshot(store.root) == before
+
+
+def test_a_large_validation_split_is_scored_on_a_fixed_sample_and_refit_on_every_row(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    write_batches(store, 0, 5)
+    done = run_train(store, "sampled", "--max-eval-rows", "30", "--refit")
+    metrics = Registry(store).json_artifact("sampled", "metrics.json")
+    data = metrics["data"]
+    assert (data["validation_scored"], data["test_scored"]) == (30, 30)
+    assert data["validation"] > 30 and data["test"] > 30
+    assert metrics["validation"]["n"] == metrics["test"]["n"] == 30
+    assert f"scoring: 30 of {data['validation']:,} validation and 30 of {data['test']:,} test" in done.stderr
+    # The refit trains on every validation row, not only the scored ones.
+    assert f"training again on train + validation ({data['train'] + data['validation']:,} tweets)" in done.stderr

@@ -18,6 +18,7 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``stream`` | sharded splits read through memory maps; rank-disjoint, resumable batch streams |
 | ``dedupe`` | first occurrences of 8-byte keys across a corpus, through hash buckets on disk |
 | ``corpus`` | the store's raw batches as shards: encoded once, deduplicated and split by hashes |
+| ``scoring`` | the validation and test rows a run scores: all, or a fixed sample of a larger split |
 | ``reports`` | Markdown tables, plots and run reports |
 | ``lineage`` | what a published run was trained on (its metrics' ``lineage``) |
 | ``promotion`` | champion/challenger: the best re-scored on the new run's validation split |

@@ -270,6 +270,14 @@ class TrainOptions(Options):
     min_support: int = field(
         default=5, metadata=flag("validation positives to tune a threshold", OPTIMIZATION)
     )
+    max_eval_rows: int = field(
+        default=100_000,
+        metadata=flag(
+            "validation and test rows scored: a larger split is scored on a fixed sample this size "
+            "(0 = every row)",
+            DATA,
+        ),
+    )
     device: DeviceName = field(default="auto", metadata=flag("auto: CUDA if present"))
     precision: TrainPrecision = field(default="auto", metadata=flag("auto: bf16 autocast on CUDA"))
     dry_run: bool = field(
@@ -313,6 +321,7 @@ class TrainOptions(Options):
             (0 <= self.test_percent < 100, "--test-percent must be in [0, 100)"),
             (0 < self.validation_percent < 100 - self.test_percent, "--validation-percent is out of range"),
             (self.max_vocab >= 2, "--min-count/--max-vocab too small"),
+            (self.max_eval_rows >= 0, "--max-eval-rows must not be negative (0 scores every row)"),
             (not self.resume or bool(self.run_id), "--resume needs --run-id"),
             (self.distill_weight >= 0, "--distill-weight must not be negative"),
             (self.temperature > 0, "--temperature must be positive"),

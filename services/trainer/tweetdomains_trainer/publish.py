@@ -72,6 +72,8 @@ class RunContext:
     run_id: str
     encoded: EncodedDataset
     progress: Progress
+    # ``encoded`` with validation and test cut to the rows scored (:mod:`.scoring`); None: all.
+    scored: EncodedDataset | None = None
 
 
 def finish(
@@ -89,10 +91,11 @@ def finish(
     before a refit, which has seen the validation rows and so cannot be scored on them.
     """
     options, encoded, device = run.options, run.encoded, run.device
+    scored_data = run.scored if run.scored is not None else encoded
     if held_out is None:
         limit = 1 if options.dry_run else None
         _, val_probs, val_targets = predict_split(
-            model, encoded.validation, loss_fn, device, max_batches=limit, precision=options.precision
+            model, scored_data.validation, loss_fn, device, max_batches=limit, precision=options.precision
         )
     else:
         val_targets, val_probs = held_out
@@ -114,7 +117,7 @@ def finish(
     test: dict[str, Any] | None = None
     if len(encoded.test) and not options.dry_run:
         _, raw_test_probs, test_targets = predict_split(
-            model, encoded.test, loss_fn, device, precision=options.precision
+            model, scored_data.test, loss_fn, device, precision=options.precision
         )
         test_probs = calibration.apply(raw_test_probs)
         test = score(test_targets, test_probs, encoded.labels, thresholds)
@@ -149,6 +152,8 @@ def finish(
                 "train": len(encoded.train),
                 "validation": len(encoded.validation),
                 "test": len(encoded.test),
+                "validation_scored": len(scored_data.validation),
+                "test_scored": len(scored_data.test),
                 "labels": len(encoded.labels),
                 "vocabulary": len(encoded.vocab),
                 "data_hash": encoded.data_hash,
@@ -181,7 +186,7 @@ def publish(
         Challenger(
             run_id,
             run.encoded.labels,
-            run.encoded.validation_texts,
+            (run.scored if run.scored is not None else run.encoded).validation_texts,
             validation[0],
             validation[1],
             result.thresholds,

@@ -94,6 +94,8 @@ def predict_split(
         probs[rows] = p
         rows_done.append(rows)
     done = np.sort(np.concatenate(rows_done)) if rows_done else np.zeros(0, dtype=np.int64)
+    if len(done) == len(split):  # every row (not a dry run's first batches): no copies
+        return total / max(len(done), 1), probs, split.labels
     return total / max(len(done), 1), probs[done], split.labels[done]
 
 

@@ -50,6 +50,7 @@ from tweetdomains_trainer.options import RUNTIME_OPTIONS, TrainOptions
 from tweetdomains_trainer.phase import TrainingPhase
 from tweetdomains_trainer.progress import Progress
 from tweetdomains_trainer.publish import RunContext, TrainResult, finish
+from tweetdomains_trainer.scoring import scored_dataset
 from tweetdomains_trainer.sharded import (
     epoch_stream,
     is_sharded,
@@ -107,7 +108,14 @@ def train(
     options, distill = _distillation(options, store, encoded, progress, dist)
     if distill is not None:
         encoded = replace(encoded, lineage={**(encoded.lineage or {}), "distillation": distill.summary})
-    train_split, val_split = (distill.train if distill else encoded.train), encoded.validation
+    scored = scored_dataset(encoded, options.max_eval_rows)
+    if scored is not encoded:
+        say(
+            f"scoring: {len(scored.validation):,} of {len(encoded.validation):,} validation and "
+            f"{len(scored.test):,} of {len(encoded.test):,} test tweets, the same fixed sample every "
+            "epoch and run (--max-eval-rows)"
+        )
+    train_split, val_split = (distill.train if distill else encoded.train), scored.validation
 
     phase = TrainingPhase.start(
         options, encoded, train_split, encoder, resumed is None, dist, device, progress
@@ -185,16 +193,17 @@ def train(
             run_id, {"history": history}, base_model, encoded, np.zeros(0), history=history, completed=False
         )
     base_model.load_state_dict(state.best)
-    run = RunContext(options, store, dist, device, run_id, encoded, progress)
+    run = RunContext(options, store, dist, device, run_id, encoded, progress, scored)
     if not options.refit or options.dry_run:
         return finish(run, base_model, loss_fn, history, state.train_seconds, state.best_epoch)
     # Refit: the held-out figures and thresholds come from the model chosen on validation;
     # the published one is trained again, same seed and epoch count, on train + validation.
     _, val_probs, val_targets = predict_split(
-        base_model, encoded.validation, loss_fn, device, precision=options.precision
+        base_model, val_split, loss_fn, device, precision=options.precision
     )
     started = time.perf_counter()
-    both = concat_splits(train_split, distill.validation if distill else val_split)  # a refit distils too
+    # Every validation row, not only the scored ones; a refit distils too.
+    both = concat_splits(train_split, distill.validation if distill else encoded.validation)
     say(f"refit: training again on train + validation ({len(both):,} tweets) for {state.best_epoch} epochs")
     seed_everything(options.seed)
     refit = TrainingPhase.start(options, encoded, both, encoder, True, dist, device, progress)
