@@ -27,6 +27,7 @@ from tweetdomains.metrics import score
 from tweetdomains.registry import new_run_id
 from tweetdomains.store import ObjectStore, open_store
 from tweetdomains_trainer.data import EncodedSplit, read_dataset, train_batches
+from tweetdomains_trainer.lineage import tweets_fingerprint
 from tweetdomains_trainer.progress import Progress
 from tweetdomains_trainer.steps import (
     fit_thresholds,
@@ -183,6 +184,8 @@ def fine_tune(options: TeacherOptions, store: ObjectStore | None = None) -> Teac
         data={
             "source": ", ".join(options.data) if options.data else f"{source.store_uri}/raw/",
             "summary": dataset.summary(),
+            # What a student on either data path compares (see lineage.tweets_fingerprint).
+            "tweets": tweets_fingerprint(dataset, options.test_percent, options.validation_percent),
         },
         options=options.to_dict(),
     )
