@@ -16,7 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from tests.unit.test_shards import batch_records, write_batch
 from tweetdomains import codecs
@@ -26,8 +28,17 @@ from tweetdomains.store import LocalStore
 from tweetdomains.text import content_hash
 from tweetdomains_cli.main import main as cli_main
 from tweetdomains_trainer.corpus import ShardedCorpus
-from tweetdomains_trainer.data import read_dataset
+from tweetdomains_trainer.data import (
+    DistillSplit,
+    concat_splits,
+    encode_dataset,
+    encode_split,
+    load_dataset,
+    read_dataset,
+)
 from tweetdomains_trainer.lineage import corpus_fingerprint, tweets_fingerprint
+from tweetdomains_trainer.phase import label_totals
+from tweetdomains_trainer.soft_stream import DistillShardedSplit, memory_parts
 from tweetdomains_trainer.teacher_model import teacher_registry, write_tiny_bert
 
 TEACHER = ["--max-length", "16", "--batch-size", "16", "--epochs", "2", "--max-steps", "4"]
@@ -97,6 +108,36 @@ def test_both_data_paths_fingerprint_the_same_tweets_under_any_split(tmp_path: P
     other = read_dataset(store, None, 20, 10)[0]
     other.train[0] = replace(other.train[0], domains=("Another",))
     assert corpus_fingerprint(corpus, 20, 10) != tweets_fingerprint(other, 20, 10)
+
+
+def test_a_sharded_split_with_soft_labels_batches_as_the_records_distill_split_does(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    for i in range(3):
+        write_batch(store, i, batch_records(i))
+    corpus = ShardedCorpus.prepare(store, workers=1)
+    records = encode_dataset(load_dataset(store), None, use_cache=False, vocab=corpus.vocab)
+    tokens = [["fresh", "words", str(n)] for n in range(20)]
+    extra = encode_split(tokens, [()] * len(tokens), corpus.vocab, corpus.labels, corpus.max_tokens)
+    rng = np.random.default_rng(0)
+    labels = len(corpus.labels)
+    n_train, n_val = len(corpus.train), len(corpus.validation)
+    soft = rng.random((n_train + len(tokens), labels)).astype(np.float32)
+    labeled = np.arange(len(soft)) < n_train
+    val_soft = rng.random((n_val, labels)).astype(np.float32)
+    ours = DistillShardedSplit(corpus.train.parts + memory_parts("u", extra, 7), labels, soft, labeled)
+    ours = ours.concat(DistillShardedSplit(corpus.validation.parts, labels, val_soft, np.ones(n_val, bool)))
+    plain = concat_splits(records.train, extra)
+    theirs = DistillSplit(plain.ids, plain.offsets, plain.labels, soft, labeled)
+    validation = records.validation
+    theirs = theirs.concat(
+        DistillSplit(validation.ids, validation.offsets, validation.labels, val_soft, np.ones(n_val, bool))
+    )
+    assert len(ours) == len(theirs) and len(ours.parts) == 2 * len(corpus.train.parts) + 3
+    rows = rng.permutation(len(ours))[:64]
+    for a, b in zip(ours.batch(rows), theirs.batch(rows), strict=True):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(label_totals(ours)[0], label_totals(theirs)[0])
+    assert label_totals(ours)[1] == label_totals(theirs)[1] == n_train + n_val
 
 
 def test_train_on_the_store_distils_the_published_teacher_and_a_retrain_reads_the_cache(

@@ -1,10 +1,14 @@
 """The student's side of distillation (``train --teacher``): the teacher checked against the data,
 its soft labels for labeled and unlabeled tweets, and the splits that carry them.
 
-A teacher (:mod:`.teacher`) is usable when it was fine-tuned on this run's data with a split
-whose train side holds none of this run's validation or test tweets (its ``metrics.json``
-records its options and the dataset summary it read; both are compared), and when it scores
-every label of the data (extra labels are dropped; their columns would be unread). The
+A teacher (:mod:`.teacher`) is usable when it was fine-tuned on this run's labeled tweets with
+a split whose train side holds none of this run's validation or test tweets (its
+``metrics.json`` records its options and the fingerprint of its tweets,
+:func:`~.lineage.tweets_fingerprint`, which this run computes under the teacher's split and
+compares; a teacher from before that fingerprint is compared by its dataset summary), and when
+it scores every label of the data (extra labels are dropped; their columns would be unread).
+The store's sharded corpus applies the same rules through :mod:`.corpus_distill`, with the
+pieces here (:func:`recorded_problem`, :func:`score_tweets`, :func:`read_unlabeled`). The
 unlabeled tweets (``--unlabeled``) are read as ``teacher-score`` reads them; exact repeats and
 any tweet whose content key (:func:`tweetdomains.text.content_hash`) is one of the labeled
 data's, in any split, are dropped, so no validation or test tweet comes back as unlabeled.

@@ -14,6 +14,7 @@ them, the other ranks wait, then find them), and every rank streams its own disj
 through :func:`~tweetdomains_trainer.stream.stream_batches`. That stream is a function of
 (seed, epoch, rank), so a checkpoint taken mid-epoch (``--checkpoint-steps``,
 ``--stop-after-steps``) records only its position, and ``--resume`` continues from it.
+``--teacher`` distils on either path (records: :mod:`.distill`; shards: :mod:`.corpus_distill`).
 
 The parts live beside this module: options (:mod:`.options`), steps and device
 (:mod:`.steps`), one phase's model and optimizer (:mod:`.phase`), ``torchrun``
