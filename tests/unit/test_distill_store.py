@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import free_port
 from tests.unit.test_shards import batch_records, write_batch
 from tweetdomains import codecs
 from tweetdomains.registry import Registry
@@ -231,3 +232,19 @@ def test_a_teacher_of_other_tweets_a_narrower_split_or_no_fingerprint_is_refused
         assert "soft labels: teacher teacher-wide" in err
     finally:
         registry.set_latest("teacher-s1")
+
+
+@pytest.mark.slow
+def test_two_torchrun_ranks_distil_with_the_soft_labels_rank_0_scored(setup: dict[str, Any]) -> None:
+    store: LocalStore = setup["store"]
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    argv += ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
+    argv += ["-m", "tweetdomains", "train", "--store", str(store.root), *STUDENT]
+    argv += ["--recipe", "word", "--batch-size", "8", "--run-id", "store-ddp", "--teacher", "teacher-s1"]
+    argv += ["--unlabeled", setup["unlabeled"], "--validation-percent", "10"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(world 2)" in done.stderr
+    distilled = Registry(store).json_artifact("store-ddp", "metrics.json")["lineage"]["distillation"]
+    assert distilled["teacher"] == "teacher-s1" and distilled["unlabeled"]["kept"] == setup["kept"]
+    assert all(store.exists(key) for key in distilled["soft_labels"])
