@@ -582,12 +582,12 @@ def test_trainer_wrapper_resumes_only_a_checkpointed_run(tmp_path: Path, workdir
 
     assert (
         started_with()
-        == "train --recipe quality --run-id tweetdomains-retrain-1-uid --device cuda --no-progress"
+        == "train --run-id tweetdomains-retrain-1-uid --device cuda --no-progress"
     )
     LocalStore(store).put(checkpoint_key(env["RUN_ID"]), b"checkpoint")
     assert (
         started_with()
-        == "train --recipe quality --run-id tweetdomains-retrain-1-uid --device cuda --no-progress --resume"
+        == "train --run-id tweetdomains-retrain-1-uid --device cuda --no-progress --resume"
     )
     # A store it cannot read fails the pod (to be retried) instead of starting the run afresh.
     env["TWEETDOMAINS_STORE"] = "s3://"
