@@ -59,7 +59,7 @@ def corpus_teacher_problem(
         )
     test, val = teacher_split(metrics)
     mine = corpus_fingerprint(corpus, test, val)
-    return other_data(metrics, str(mine["rows"])) if mine != recorded else None
+    return other_data(metrics, mine) if mine != recorded else None
 
 
 def corpus_problem(

@@ -122,11 +122,18 @@ def teacher_split(metrics: dict[str, Any]) -> tuple[int, int]:
     return int(recorded.get("test_percent", -1)), int(recorded.get("validation_percent", -1))
 
 
-def other_data(metrics: dict[str, Any], mine: str) -> str:
-    """The reason for a teacher fine-tuned on other tweets than ``mine`` describes."""
+def other_data(metrics: dict[str, Any], mine: dict[str, Any] | str) -> str:
+    """The reason for a teacher fine-tuned on other tweets than ``mine`` (a fingerprint, or a
+    dataset summary) describes."""
     data = metrics["data"]
-    theirs = data["tweets"]["rows"] if data.get("tweets") else data["summary"]
-    return f"it was fine-tuned on other data ({data.get('source')}: {theirs}), not this run's ({mine})"
+    theirs = fingerprint_line(data["tweets"]) if data.get("tweets") else data["summary"]
+    ours = fingerprint_line(mine) if isinstance(mine, dict) else mine
+    return f"it was fine-tuned on other data ({data.get('source')}: {theirs}), not this run's ({ours})"
+
+
+def fingerprint_line(fingerprint: dict[str, Any]) -> str:
+    rows = ", ".join(f"{name} {n}" for name, n in fingerprint["rows"].items())
+    return f"{rows}; tweets sha256 {fingerprint['sha256'][:12]}"
 
 
 def teacher_problem(
@@ -144,7 +151,7 @@ def teacher_problem(
         dataset = read_dataset(store, options.data, test, val, options.label_field)[0]
     if metrics["data"].get("tweets"):
         mine = tweets_fingerprint(dataset, test, val)
-        return other_data(metrics, str(mine["rows"])) if mine != metrics["data"]["tweets"] else None
+        return other_data(metrics, mine) if mine != metrics["data"]["tweets"] else None
     summary = dataset.summary()
     return other_data(metrics, summary) if summary != metrics["data"]["summary"] else None
 
