@@ -36,7 +36,7 @@ OVERRIDE = ROOT / "deploy" / "compose.test.yml"
 PROJECT = "tweetdomains-smoke"
 STORE = "s3://tweetdomains/store"
 # The short training run: the `original` recipe (word vocabulary, one-way LSTM) for 2 epochs
-# takes a minute or two on 2 CPU cores; the compose default (`--recipe quality`, 16 epochs and
+# takes a minute or two on 2 CPU cores; the compose default (the trainer's, quality: 16 epochs and
 # a refit) takes far longer. Same entry point, same store, same promotion.
 TRAIN = f"train --recipe original --epochs 2 --store {STORE} --device cpu --no-progress"
 # The README's compose commands, in the order this script runs them (tests/system/

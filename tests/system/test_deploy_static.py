@@ -580,15 +580,9 @@ def test_trainer_wrapper_resumes_only_a_checkpointed_run(tmp_path: Path, workdir
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
-    assert (
-        started_with()
-        == "train --recipe quality --run-id tweetdomains-retrain-1-uid --device cuda --no-progress"
-    )
+    assert started_with() == "train --run-id tweetdomains-retrain-1-uid --device cuda --no-progress"
     LocalStore(store).put(checkpoint_key(env["RUN_ID"]), b"checkpoint")
-    assert (
-        started_with()
-        == "train --recipe quality --run-id tweetdomains-retrain-1-uid --device cuda --no-progress --resume"
-    )
+    assert started_with() == "train --run-id tweetdomains-retrain-1-uid --device cuda --no-progress --resume"
     # A store it cannot read fails the pod (to be retried) instead of starting the run afresh.
     env["TWEETDOMAINS_STORE"] = "s3://"
     failed = run(["/bin/sh", "-c", container["args"][0]], env=env)

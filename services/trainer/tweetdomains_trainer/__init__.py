@@ -16,6 +16,7 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``words`` | one raw batch read, normalized and tokenized as a whole into its words shard |
 | ``pool`` | the process pool a corpus prepares in: tokenize new batches, encode new shards |
 | ``stream`` | sharded splits read through memory maps; rank-disjoint, resumable batch streams |
+| ``soft_stream`` | sharded splits carrying a teacher's soft labels, unlabeled tweets as in-memory parts |
 | ``dedupe`` | first occurrences of 8-byte keys across a corpus, through hash buckets on disk |
 | ``corpus`` | the store's raw batches as shards: encoded once, deduplicated and split by hashes |
 | ``scoring`` | the validation and test rows a run scores: all, or a fixed sample of a larger split |
@@ -36,6 +37,7 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``soft_labels`` | a teacher's probabilities for tweets, cached in the store per teacher and texts |
 | ``pretrain_corpus`` | the pre-training corpus: unlabeled texts, deduplicated, split, encoded |
 | ``distill`` | the student's distillation: the teacher checked, unlabeled tweets, soft-label splits |
+| ``corpus_distill`` | distillation on a sharded corpus: the teacher checked, soft labels for its rows |
 | ``train`` | the training job: data, epochs, early stopping, refit, then publish |
 | ``sweep`` | every row of a grid through ``train``, a results table, the best promoted |
 | ``evaluate`` | a published run scored on labeled records |

@@ -51,8 +51,9 @@ def register(subparsers: Any) -> None:
         help="train a model on the store's raw/ (or --data files), publish it, promote if better",
         description=f"Train an RNN/LSTM multi-label classifier. Without --recipe it trains the "
         f"{DEFAULT_RECIPE} recipe (MiniLM wordpieces and embeddings, a BiLSTM, a refit on train + "
-        "validation) and every flag overrides it; with --data and a teacher published in the store "
-        "that fits the data, it also distils that teacher (--teacher auto; one line says which). "
+        "validation) and every flag overrides it; with a teacher published in the store that fits "
+        "the data (the store's raw/ or --data), it also distils that teacher (--teacher auto; one "
+        "line says which). "
         "--teacher RUN distils a fine-tuned teacher with any recipe; --recipe word trains a word "
         "vocabulary built from the data (no MiniLM files; quick on tiny data). "
         "The last line printed is the run id and metrics as JSON.",

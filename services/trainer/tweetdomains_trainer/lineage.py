@@ -11,19 +11,32 @@ Keys (read by the API for ``/model`` and the drift gauges; keep the names)::
     recipe         the --recipe preset the options started from ("default" without one)
     git_commit     the commit of the checkout the code runs from; null when unknown (an image)
     label_counts   {domain: tweets carrying it in the training split}
+
+A teacher records :func:`tweets_fingerprint` of what it was fine-tuned on (its metrics'
+``data.tweets``): per split, the rows and a digest of their 8-byte content hashes (the shards'
+``content_hash``) and labels, in corpus order. Both data paths compute it, records
+(:func:`tweets_fingerprint`) and shards (:func:`corpus_fingerprint`, under any split: a
+row's side follows from its content hash), so a student on either path can check that a
+teacher learned its very tweets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
+
 from tweetdomains.dataset import Dataset
+from tweetdomains.text import content_hash
 from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.data import SPLITS, DataSource, EncodedDataset
+from tweetdomains_trainer.shards import WordShard
+from tweetdomains_trainer.stream import flat_ranges
 
 
 def data_lineage(source: DataSource, dataset: Dataset, encoded: EncodedDataset) -> dict[str, Any]:
@@ -92,3 +105,78 @@ def git_commit() -> str | None:
         return None
     commit = done.stdout.strip()
     return commit if done.returncode == 0 and len(commit) == 40 else None
+
+
+def tweets_fingerprint(dataset: Dataset, test_percent: int, validation_percent: int) -> dict[str, Any]:
+    """The fingerprint (see the module doc) of a records dataset split with these percentages."""
+    digest = _TweetsDigest(test_percent, validation_percent)
+    for name in SPLITS:
+        records = getattr(dataset, name)
+        digest.add(
+            name,
+            np.array([int(content_hash(r.text)[:16], 16) for r in records], dtype=np.uint64),
+            np.array([len(r.domains) for r in records], dtype=np.int64),
+            np.array([label_key(d) for r in records for d in r.domains], dtype=np.uint64),
+        )
+    return digest.fingerprint()
+
+
+def corpus_fingerprint(corpus: ShardedCorpus, test_percent: int, validation_percent: int) -> dict[str, Any]:
+    """:func:`tweets_fingerprint` of a sharded corpus's kept rows, split with these percentages
+    (the corpus's own or another: :func:`dataset.split_of` of each row's content hash)."""
+    digest = _TweetsDigest(test_percent, validation_percent)
+    for shard, rows in kept_rows(corpus):
+        content = np.asarray(shard.file["content_hash"])[rows]
+        bucket = (content >> np.uint64(32)) % np.uint64(100)
+        side = {
+            "test": bucket < test_percent,
+            "validation": (bucket >= test_percent) & (bucket < test_percent + validation_percent),
+            "train": bucket >= test_percent + validation_percent,
+        }
+        offsets, label_ids = np.asarray(shard.file["label_offsets"]), np.asarray(shard.file["label_ids"])
+        names = np.array([label_key(n) for n in shard.labels] or [0], dtype=np.uint64)
+        for name in SPLITS:
+            mine = rows[side[name]]
+            starts, ends = offsets[mine], offsets[mine + 1]
+            digest.add(name, content[side[name]], ends - starts, names[label_ids[flat_ranges(starts, ends)]])
+        shard.file.release()
+    return digest.fingerprint()
+
+
+def kept_rows(corpus: ShardedCorpus) -> Iterator[tuple[WordShard, np.ndarray]]:
+    """Each words shard of the corpus with its kept rows (every split), ascending: corpus order."""
+    assert corpus.cache is not None, "a prepared corpus keeps its shard cache"
+    splits = [corpus.split(name) for name in SPLITS]
+    for index, part in enumerate(corpus.train.parts):
+        rows = np.sort(np.concatenate([s.parts[index].rows.astype(np.int64) for s in splits]))
+        if len(rows):
+            yield WordShard.open(corpus.cache, part.key), rows
+
+
+def label_key(name: str) -> int:
+    """A label name as 8 bytes (what the fingerprint hashes in place of the name)."""
+    return int.from_bytes(hashlib.sha1(name.encode("utf-8")).digest()[:8], "big")
+
+
+class _TweetsDigest:
+    """Per split: the rows, and SHA-256 streams of their content hashes, label counts and label
+    keys, each fed in row order (so chunking does not change it)."""
+
+    def __init__(self, test_percent: int, validation_percent: int) -> None:
+        self.percents = {"test_percent": test_percent, "validation_percent": validation_percent}
+        self.rows = dict.fromkeys(SPLITS, 0)
+        self.streams = {name: [hashlib.sha256() for _ in range(3)] for name in SPLITS}
+
+    def add(self, split: str, content: np.ndarray, label_counts: np.ndarray, labels: np.ndarray) -> None:
+        self.rows[split] += len(content)
+        arrays = (content.astype("<u8"), label_counts.astype("<i8"), labels.astype("<u8"))
+        for stream, array in zip(self.streams[split], arrays, strict=True):
+            stream.update(array.tobytes())
+
+    def fingerprint(self) -> dict[str, Any]:
+        total = hashlib.sha256()
+        for name in SPLITS:
+            total.update(f"{name} {self.rows[name]}\n".encode())
+            for stream in self.streams[name]:
+                total.update(stream.digest())
+        return {**self.percents, "rows": dict(self.rows), "sha256": total.hexdigest()}

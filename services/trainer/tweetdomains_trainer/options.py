@@ -229,8 +229,7 @@ class TrainOptions(Options):
         default=None,
         metadata=flag(
             "distil a fine-tuned teacher (tweetdomains teacher, trained on this split) into the model: "
-            "run id, latest, or auto (latest when one is published and fits the data, else none); "
-            "needs --data",
+            "run id, latest, or auto (latest when one is published and fits the data, else none)",
             DISTILLATION,
             metavar="RUN",
             shown="none; train without --recipe: auto",
@@ -326,11 +325,6 @@ class TrainOptions(Options):
             (self.distill_weight >= 0, "--distill-weight must not be negative"),
             (self.temperature > 0, "--temperature must be positive"),
             (not self.unlabeled or self.teacher is not None, "--unlabeled needs --teacher"),
-            (
-                self.teacher in (None, "auto") or bool(self.data),
-                "--teacher needs --data record files: distillation over the store's sharded raw/ "
-                "batches is not built yet",
-            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -17,6 +17,7 @@ from tweetdomains_trainer.distributed import Distributed
 from tweetdomains_trainer.encoder import PretrainedEncoder, apply_pretrained
 from tweetdomains_trainer.options import TrainOptions
 from tweetdomains_trainer.progress import Progress
+from tweetdomains_trainer.soft_stream import DistillShardedSplit
 from tweetdomains_trainer.steps import (
     make_optimizer,
     minilm_embeddings,
@@ -38,6 +39,8 @@ def init_embeddings(model: RecurrentClassifier, options: TrainOptions, encoded: 
 def label_totals(split: EncodedSplit) -> tuple[np.ndarray, int]:
     """Positives per label and the labeled rows of a train split (a distillation split's
     unlabeled rows left out)."""
+    if isinstance(split, DistillShardedSplit):
+        return split.label_counts(), split.labeled_rows()
     if isinstance(split, ShardedSplit):
         return split.label_counts(), len(split)
     labeled = split.labeled_targets() if isinstance(split, DistillSplit) else split.labels
@@ -97,7 +100,7 @@ class TrainingPhase:
         loss_fn: nn.Module = bce_loss(
             weights.to(device) if weights is not None else None, options.rank_loss_weight
         )
-        if isinstance(fit_split, DistillSplit):
+        if isinstance(fit_split, DistillSplit | DistillShardedSplit):
             loss_fn = DistillationLoss(loss_fn, options.distill_weight, options.temperature)
         average = WeightAverage(base_model, options.ema_decay) if options.ema_decay > 0 else None
         return cls(base_model, model, optimizer, scheduler, loss_fn, average)

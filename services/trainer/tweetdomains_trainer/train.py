@@ -14,6 +14,7 @@ them, the other ranks wait, then find them), and every rank streams its own disj
 through :func:`~tweetdomains_trainer.stream.stream_batches`. That stream is a function of
 (seed, epoch, rank), so a checkpoint taken mid-epoch (``--checkpoint-steps``,
 ``--stop-after-steps``) records only its position, and ``--resume`` continues from it.
+``--teacher`` distils on either path (records: :mod:`.distill`; shards: :mod:`.corpus_distill`).
 
 The parts live beside this module: options (:mod:`.options`), steps and device
 (:mod:`.steps`), one phase's model and optimizer (:mod:`.phase`), ``torchrun``
@@ -41,8 +42,16 @@ from tweetdomains_trainer.checkpoint import (
     load_checkpoint,
     set_rng_state,
 )
+from tweetdomains_trainer.corpus import ShardedCorpus
+from tweetdomains_trainer.corpus_distill import corpus_problem, prepare_corpus_distillation
 from tweetdomains_trainer.data import EncodedDataset, concat_splits, encode_dataset, read_dataset
-from tweetdomains_trainer.distill import Distillation, auto_teacher, prepare_distillation, read_unlabeled
+from tweetdomains_trainer.distill import (
+    Distillation,
+    auto_teacher,
+    prepare_distillation,
+    read_unlabeled,
+    records_problem,
+)
 from tweetdomains_trainer.distributed import Distributed
 from tweetdomains_trainer.encoder import MATCHING_FIELDS, PretrainedEncoder, load_pretrained
 from tweetdomains_trainer.lineage import data_lineage
@@ -297,14 +306,25 @@ def _distillation(
     options: TrainOptions, store: ObjectStore, encoded: EncodedDataset, progress: Progress, dist: Distributed
 ) -> tuple[TrainOptions, Distillation | None]:
     """``--teacher``: ``auto`` resolved to a teacher or none (said in one line), then the
-    distillation splits, scored once on rank 0 (the other ranks read the cached soft labels)."""
+    distillation splits, scored once on rank 0 (the other ranks read the cached soft labels);
+    a sharded corpus through :mod:`.corpus_distill`, records through :mod:`.distill`."""
+    data = cast(Any, encoded)
+    corpus: ShardedCorpus | None = data if isinstance(data, ShardedCorpus) else None
     if options.teacher == "auto":
-        teacher, line = auto_teacher(store, options, encoded)
+        fits = corpus_problem(store, options, corpus) if corpus else records_problem(store, options, encoded)
+        teacher, line = auto_teacher(store, fits)
         progress.say(line)
         options = replace(options, teacher=teacher)
     if not options.teacher:
         return options, None
-    return options, dist.first_on_main(lambda: prepare_distillation(options, store, encoded, progress))
+    chosen = options
+
+    def prepare() -> Distillation:
+        if corpus is not None:
+            return prepare_corpus_distillation(chosen, store, corpus, progress)
+        return prepare_distillation(chosen, store, encoded, progress)
+
+    return options, dist.first_on_main(prepare)
 
 
 def _resumed_options(options: TrainOptions, resumed: TrainState) -> TrainOptions:
