@@ -146,6 +146,8 @@ def test_a_large_validation_split_is_scored_on_a_fixed_sample_and_refit_on_every
     assert (data["validation_scored"], data["test_scored"]) == (30, 30)
     assert data["validation"] > 30 and data["test"] > 30
     assert metrics["validation"]["n"] == metrics["test"]["n"] == 30
-    assert f"scoring: 30 of {data['validation']:,} validation and 30 of {data['test']:,} test" in done.stderr
+    scoring = f"scoring: 30 of {data['validation']:,} validation and 30 of {data['test']:,} test"
+    assert scoring in done.stderr
     # The refit trains on every validation row, not only the scored ones.
-    assert f"training again on train + validation ({data['train'] + data['validation']:,} tweets)" in done.stderr
+    every_row = data["train"] + data["validation"]
+    assert f"training again on train + validation ({every_row:,} tweets)" in done.stderr

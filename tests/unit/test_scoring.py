@@ -3,8 +3,6 @@ for shards alike), its batches, labels and texts those of the rows it names."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
