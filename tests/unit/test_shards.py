@@ -17,7 +17,7 @@ from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
 from tweetdomains.text import content_hash
 from tweetdomains.vocab import PAD, UNK, WordpieceVocabulary
-from tweetdomains_trainer import dedupe, shards, words
+from tweetdomains_trainer import dedupe, shard_vocab, shards, words
 from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.data import SPLITS, encode_dataset, load_dataset, train_batches
 from tweetdomains_trainer.shards import ShardFile, encoded_key, pack, words_key
@@ -85,6 +85,30 @@ def test_prepare_matches_todays_path_record_for_record(
     assert corpus.counts.unlabeled == dataset.unlabeled > 0
     assert corpus.counts.stats.bad_lines == dataset.stats.bad_lines == 1
     np.testing.assert_array_equal(corpus.train.label_counts(), today.train.labels.sum(axis=0))
+
+
+@pytest.mark.parametrize("max_vocab", [50_000, 12])
+@pytest.mark.parametrize("colliding", [False, True])
+def test_the_vocabulary_counted_by_hash_is_the_table_the_records_give(
+    store: LocalStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    max_vocab: int,
+    colliding: bool,
+) -> None:
+    """Hashed counts merged many times, a cut at max_vocab with tokens tied at it, and tokens
+    that share a hash (forced: the hash of a token's length) all give Vocabulary.build's table."""
+    monkeypatch.setattr(shard_vocab, "MERGE_ROWS", 7)
+    if colliding:
+        monkeypatch.setattr(
+            shard_vocab, "token_hashes", lambda tokens: np.array([len(t) for t in tokens], dtype=np.int64)
+        )
+    caplog.set_level("INFO", logger=shard_vocab.__name__)
+    corpus = ShardedCorpus.prepare(store, workers=1, min_count=1, max_vocab=max_vocab)
+    today = encode_dataset(load_dataset(store), None, min_count=1, max_vocab=max_vocab, use_cache=False)
+    assert corpus.vocab == today.vocab
+    assert len(corpus.vocab) == min(max_vocab, len(today.vocab))
+    assert ("share a hash" in caplog.text) is colliding
 
 
 def test_a_short_length_cap_and_a_process_pool_give_the_same_arrays(store: LocalStore) -> None:

@@ -8,14 +8,19 @@ over the shards' hashes, and the vocabulary from their token counts. The parent 
 raw batches and writes the shards that come back (the store may be S3, which a worker cannot
 be handed); at most two tasks per worker are in flight, so memory stays bounded.
 
-One pool serves both passes. It starts (an interpreter per worker, about a second) only for
-work that outweighs that: a retrain's few new batches are tokenized and encoded in this
-process (``POOL_MIN_BYTES``).
+Each pass has a pool of its own: the workers of pass 1 keep the heap their tokenizing grew
+(about 60 MB each on collector-sized batches), and would hold it through the merges and pass
+2, when the parent is at its largest; :meth:`BatchPool.close` ends them after pass 1 (at 10M
+records the preparation's peak, parent and workers together, fell from 450 to 4xx MB). A pool
+starts (an interpreter per worker, about a second) only for work that outweighs that: a
+retrain's few new batches are tokenized and encoded in this process (``POOL_MIN_BYTES``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -59,6 +64,10 @@ class BatchPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the workers, if any: the next :meth:`run` that needs a pool starts a fresh one."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -88,6 +97,21 @@ class BatchPool:
                     done(future.result())
         for future in concurrent.futures.as_completed(pending):
             done(future.result())
+
+
+def release_freed_heap() -> None:
+    """Give the memory this process has freed back to the system, where the C library keeps it.
+
+    glibc's ``malloc`` keeps freed small blocks in its heap, so the parent's resident memory
+    after the merges stays at their high-water mark (about 35 MB over 500 shards of 20k
+    records) through pass 2, while the workers are at theirs. ``malloc_trim(0)`` returns
+    it; another C library (musl, macOS) has no such call and nothing is done.
+    """
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 # ----------------------------------------------------------------------------- pass 2
