@@ -325,3 +325,27 @@ def test_a_retrain_keeps_the_vocabulary_and_encodes_only_the_new_batch(store: Lo
     assert fresh.vocab != first.vocab and fresh.counts.encoded == 6
     again = ShardedCorpus.prepare(store, workers=1, keep_vocab=True)
     assert again.vocab == fresh.vocab and again.counts.encoded == 0
+
+
+def test_row_numbers_take_two_bytes_up_to_65536_rows_and_still_reach_the_last_row() -> None:
+    """A part's row numbers are uint16 for a shard of up to 65,536 rows; the last row (65,535)
+    still reads its own ids, length and labels: every use widens them before adding 1."""
+    from tweetdomains_trainer.stream import Part, ShardedSplit, row_dtype
+
+    assert [row_dtype(n) for n in (1, 65_536, 65_537, 2**32)] == [np.uint16, np.uint16, np.uint32, np.uint32]
+    assert row_dtype(2**32 + 1) == np.int64
+    n = 65_536
+    lengths = np.arange(n) % 3 + 1  # 1, 2 or 3 ids a row
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = np.arange(offsets[-1]) % 50
+    label_offsets = np.arange(n + 1)  # one label a row: label id row % 2
+    rows = np.array([0, n - 2, n - 1], dtype=row_dtype(n))
+    part = Part("raw/b", ids, offsets, rows, np.arange(n) % 2, label_offsets, np.array([0, 1]))
+    split = ShardedSplit([part], num_labels=2)
+    np.testing.assert_array_equal(split.lengths, lengths[[0, n - 2, n - 1]])
+    np.testing.assert_array_equal(split.lengths_of(np.array([2])), [lengths[n - 1]])
+    np.testing.assert_array_equal(split.label_counts(), [2, 1])  # rows 0 and n-2: label 0; n-1: label 1
+    padded, batch_lengths, targets = split.batch(np.array([2]))
+    last = ids[offsets[n - 1] : offsets[n]]
+    assert padded[0, : len(last)].tolist() == last.tolist() and int(batch_lengths[0]) == len(last)
+    assert targets.tolist() == [[0.0, 1.0]]
