@@ -164,12 +164,11 @@ class ShardedCorpus:
         counts = CorpusCounts(
             batches=len(raw_keys), test_percent=test_percent, validation_percent=validation_percent
         )
-        with BatchPool(workers) as pool:  # pass 1, merges, pass 2 (a pool each): see the pool module
+        with BatchPool(workers) as pool:  # pass 1, merges, pass 2: see the pool module
             missing = [k for k in raw_keys if _needs_tokenizing(cache, k)]
             if missing:
                 say(f"shards: tokenizing {len(missing)} of {len(raw_keys)} raw batches")
                 counts.tokenized = tokenize_new(store, cache, missing, pool)
-                pool.close()  # pass 1's workers hold their grown heaps: pass 2 starts fresh ones
             shards = [WordShard.open(cache, k) for k in raw_keys]
             codes = _split_codes(shards, counts, test_percent, validation_percent, cache.spill_dir())
             labels = _train_labels(shards, codes)
@@ -185,7 +184,7 @@ class ShardedCorpus:
                 vocab = shard_vocab(shards, codes, SPLIT_CODES["train"], vocab_kind, min_count, max_vocab)
                 if not dry_run:
                     store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
-            release_freed_heap()  # the merges' freed blocks, before pass 2's workers start
+            release_freed_heap()  # the merges' freed blocks, before pass 2 adds the workers' peak
             encoded, counts.encoded = encode_shards(cache, shards, vocab, max_tokens, pool)
         splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
         _count_labels(counts, labels, splits)
