@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tweetdomains.vocab import PAD, UNK, Vocabulary, WordpieceVocabulary
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch import nn
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -122,12 +123,20 @@ def build_wordpiece_vocab(
     counts: Counter[int] = Counter()
     for tokens in token_lists:
         counts.update(full.encode(tokens))
+    return keep_used_pieces(full, counts, min_count)
+
+
+def keep_used_pieces(
+    full: WordpieceVocabulary, counts: Mapping[int, int] | np.ndarray, min_count: int
+) -> WordpieceVocabulary:
+    """``full`` cut to the pieces whose id ``counts`` holds at least ``min_count`` times, plus
+    every single-character piece (see :func:`build_wordpiece_vocab`)."""
     kept = [
         p
         for i, p in enumerate(full.tokens[2:], start=2)
         if counts[i] >= min_count or len(p) == 1 or (p.startswith("##") and len(p) == 3)
     ]
-    return WordpieceVocabulary.create((PAD, UNK, *kept), settings)
+    return WordpieceVocabulary.create((PAD, UNK, *kept), json.loads(full.settings))
 
 
 def minilm_embeddings(minilm_path: str | Path | None = None) -> tuple[list[str], Any]:

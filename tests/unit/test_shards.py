@@ -17,7 +17,7 @@ from tweetdomains.simulate import generate
 from tweetdomains.store import LocalStore
 from tweetdomains.text import content_hash
 from tweetdomains.vocab import PAD, UNK, WordpieceVocabulary
-from tweetdomains_trainer import dedupe, shards, words
+from tweetdomains_trainer import dedupe, shard_vocab, shards, words
 from tweetdomains_trainer.corpus import ShardedCorpus
 from tweetdomains_trainer.data import SPLITS, encode_dataset, load_dataset, train_batches
 from tweetdomains_trainer.shards import ShardFile, encoded_key, pack, words_key
@@ -85,6 +85,30 @@ def test_prepare_matches_todays_path_record_for_record(
     assert corpus.counts.unlabeled == dataset.unlabeled > 0
     assert corpus.counts.stats.bad_lines == dataset.stats.bad_lines == 1
     np.testing.assert_array_equal(corpus.train.label_counts(), today.train.labels.sum(axis=0))
+
+
+@pytest.mark.parametrize("max_vocab", [50_000, 12])
+@pytest.mark.parametrize("colliding", [False, True])
+def test_the_vocabulary_counted_by_hash_is_the_table_the_records_give(
+    store: LocalStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    max_vocab: int,
+    colliding: bool,
+) -> None:
+    """Hashed counts merged many times, a cut at max_vocab with tokens tied at it, and tokens
+    that share a hash (forced: the hash of a token's length) all give Vocabulary.build's table."""
+    monkeypatch.setattr(shard_vocab, "MERGE_ROWS", 7)
+    if colliding:
+        monkeypatch.setattr(
+            shard_vocab, "token_hashes", lambda tokens: np.array([len(t) for t in tokens], dtype=np.int64)
+        )
+    caplog.set_level("INFO", logger=shard_vocab.__name__)
+    corpus = ShardedCorpus.prepare(store, workers=1, min_count=1, max_vocab=max_vocab)
+    today = encode_dataset(load_dataset(store), None, min_count=1, max_vocab=max_vocab, use_cache=False)
+    assert corpus.vocab == today.vocab
+    assert len(corpus.vocab) == min(max_vocab, len(today.vocab))
+    assert ("share a hash" in caplog.text) is colliding
 
 
 def test_a_short_length_cap_and_a_process_pool_give_the_same_arrays(store: LocalStore) -> None:
@@ -301,3 +325,27 @@ def test_a_retrain_keeps_the_vocabulary_and_encodes_only_the_new_batch(store: Lo
     assert fresh.vocab != first.vocab and fresh.counts.encoded == 6
     again = ShardedCorpus.prepare(store, workers=1, keep_vocab=True)
     assert again.vocab == fresh.vocab and again.counts.encoded == 0
+
+
+def test_row_numbers_take_two_bytes_up_to_65536_rows_and_still_reach_the_last_row() -> None:
+    """A part's row numbers are uint16 for a shard of up to 65,536 rows; the last row (65,535)
+    still reads its own ids, length and labels: every use widens them before adding 1."""
+    from tweetdomains_trainer.stream import Part, ShardedSplit, row_dtype
+
+    assert [row_dtype(n) for n in (1, 65_536, 65_537, 2**32)] == [np.uint16, np.uint16, np.uint32, np.uint32]
+    assert row_dtype(2**32 + 1) == np.int64
+    n = 65_536
+    lengths = np.arange(n) % 3 + 1  # 1, 2 or 3 ids a row
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = np.arange(offsets[-1]) % 50
+    label_offsets = np.arange(n + 1)  # one label a row: label id row % 2
+    rows = np.array([0, n - 2, n - 1], dtype=row_dtype(n))
+    part = Part("raw/b", ids, offsets, rows, np.arange(n) % 2, label_offsets, np.array([0, 1]))
+    split = ShardedSplit([part], num_labels=2)
+    np.testing.assert_array_equal(split.lengths, lengths[[0, n - 2, n - 1]])
+    np.testing.assert_array_equal(split.lengths_of(np.array([2])), [lengths[n - 1]])
+    np.testing.assert_array_equal(split.label_counts(), [2, 1])  # rows 0 and n-2: label 0; n-1: label 1
+    padded, batch_lengths, targets = split.batch(np.array([2]))
+    last = ids[offsets[n - 1] : offsets[n]]
+    assert padded[0, : len(last)].tolist() == last.tolist() and int(batch_lengths[0]) == len(last)
+    assert targets.tolist() == [[0.0, 1.0]]

@@ -17,6 +17,7 @@ One responsibility a module; imports only go down this list (no cycles):
 | ``pool`` | the process pool a corpus prepares in: tokenize new batches, encode new shards |
 | ``stream`` | sharded splits read through memory maps; rank-disjoint, resumable batch streams |
 | ``soft_stream`` | sharded splits carrying a teacher's soft labels, unlabeled tweets as in-memory parts |
+| ``shard_vocab`` | a corpus's vocabulary from its shards' token counts, summed in arrays |
 | ``dedupe`` | first occurrences of 8-byte keys across a corpus, through hash buckets on disk |
 | ``corpus`` | the store's raw batches as shards: encoded once, deduplicated and split by hashes |
 | ``scoring`` | the validation and test rows a run scores: all, or a fixed sample of a larger split |

@@ -10,9 +10,10 @@
    are kept in bucket files on disk (:mod:`.dedupe`), not in memory, so the parent holds a
    byte per record while it merges and four (a row number) per kept record after;
 3. the split is :func:`dataset.split_of` of the content hash, so no tweet changes sides;
-4. the vocabulary comes from token counts summed shard by shard over the train split
-   (the same table ``build_vocab`` makes from the records), or is given, or (``keep_vocab``)
-   is the one the store's last corpus with the same vocabulary options built;
+4. the vocabulary comes from token counts summed shard by shard over the train split, in
+   arrays (:mod:`.shard_vocab`: the same table ``build_vocab`` makes from the records), or is
+   given, or (``keep_vocab``) is the one the store's last corpus with the same vocabulary
+   options built;
 5. every shard not yet encoded with that vocabulary is, by table lookup, in the same pool.
 
 Why a retrain keeps its vocabulary: an encoded shard is named by its vocabulary's
@@ -43,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -51,9 +52,10 @@ from tweetdomains import codecs
 from tweetdomains.dataset import RAW_PREFIX
 from tweetdomains.store import LocalStore, ObjectNotFound, ObjectStore
 from tweetdomains.vocab import Vocabulary
-from tweetdomains_trainer.data import SPLITS, build_vocab
+from tweetdomains_trainer.data import SPLITS
 from tweetdomains_trainer.dedupe import first_positions
-from tweetdomains_trainer.pool import BatchPool, encode_shards, tokenize_new
+from tweetdomains_trainer.pool import BatchPool, encode_shards, release_freed_heap, tokenize_new
+from tweetdomains_trainer.shard_vocab import shard_vocab
 from tweetdomains_trainer.shards import (
     SHARDS_PREFIX,
     ShardCache,
@@ -179,9 +181,10 @@ class ShardedCorpus:
                         "--refresh-vocab builds a fresh one)"
                     )
             if vocab is None:
-                vocab = _corpus_vocab(shards, codes, vocab_kind, min_count, max_vocab)
+                vocab = shard_vocab(shards, codes, SPLIT_CODES["train"], vocab_kind, min_count, max_vocab)
                 if not dry_run:
                     store.put(kept_key, vocab.to_json().encode())  # the one later retrains keep
+            release_freed_heap()  # the merges' freed blocks, before pass 2 adds the workers' peak
             encoded, counts.encoded = encode_shards(cache, shards, vocab, max_tokens, pool)
         splits = {name: _split(shards, encoded, codes, SPLIT_CODES[name], labels) for name in SPLITS}
         _count_labels(counts, labels, splits)
@@ -321,42 +324,6 @@ def _train_labels(shards: Sequence[WordShard], codes: Sequence[np.ndarray]) -> l
         names.update(shard.labels[i] for i in used)
         shard.file.release()
     return sorted(names)
-
-
-def _corpus_vocab(
-    shards: Sequence[WordShard], codes: Sequence[np.ndarray], kind: str, min_count: int, max_vocab: int
-) -> Vocabulary:
-    """``build_vocab`` over the train split, from token counts summed shard by shard.
-
-    The merge runs at C speed: each shard's tokens are looked up in one corpus-wide index
-    (the new ones added to it as a set difference) and their train counts summed by id.
-    """
-    index: dict[str, int] = {}
-    totals = np.zeros(0, dtype=np.int64)
-    for shard, code in zip(shards, codes, strict=True):
-        tokens = shard.tokens
-        in_train = np.repeat(code == SPLIT_CODES["train"], shard.lengths)
-        used = np.bincount(np.asarray(shard.file["token_ids"])[in_train], minlength=len(tokens))
-        new = set(tokens).difference(index)
-        index.update(zip(new, range(len(index), len(index) + len(new)), strict=True))
-        ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-        totals = np.concatenate([totals, np.zeros(len(index) - len(totals), dtype=np.int64)])
-        totals[ids] += used  # a shard's table holds each token once
-        shard.file.release()
-    names, seen = list(index), np.flatnonzero(totals)
-    counts = Counter(dict(zip(map(names.__getitem__, seen.tolist()), totals[seen].tolist(), strict=True)))
-    if kind == "word":
-        # Counter.update adds a mapping's counts: one "text" holding every count builds the
-        # very table the records would.
-        return build_vocab(cast(list[list[str]], [counts]), kind, min_count, max_vocab)
-    # build_wordpiece_vocab only iterates: the generator keeps one word's list at a time.
-    return build_vocab(cast(list[list[str]], _repeated(counts)), kind, min_count, max_vocab)
-
-
-def _repeated(counts: Counter[str]) -> Iterator[list[str]]:
-    """Each word as often as it occurs: the same piece counts as the records give."""
-    for word, count in counts.items():
-        yield [word] * count
 
 
 def _split(

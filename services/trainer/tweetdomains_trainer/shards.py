@@ -256,7 +256,11 @@ class WordShard:
     @classmethod
     def open(cls, cache: ShardCache, raw_key: str) -> WordShard:
         file = cache.open(words_key(raw_key))
-        return cls(raw_key, file, read_table(file, "labels"))
+        labels = read_table(file, "labels")
+        # Reading the table faults in the file's pages around it too (64 KB here): a corpus
+        # opens every shard, so those pages go again (32 MB over 500 shards).
+        file.release()
+        return cls(raw_key, file, labels)
 
     @property
     def tokens(self) -> list[str]:

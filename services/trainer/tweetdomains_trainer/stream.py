@@ -44,7 +44,7 @@ class Part:
     key: str  # the raw batch
     ids: np.ndarray
     offsets: np.ndarray
-    rows: np.ndarray  # ascending, of row_dtype (4 bytes a row)
+    rows: np.ndarray  # ascending, of row_dtype (2 bytes a row for a batch of up to 65,536)
     label_ids: np.ndarray
     label_offsets: np.ndarray
     label_columns: np.ndarray  # the shard's label id -> column in the corpus labels (-1: none)
@@ -86,9 +86,8 @@ class ShardedSplit:
         if self._lengths is None:
             self._lengths = np.zeros(len(self), dtype=np.int64)
             for p, base in zip(self.parts, self.bases.tolist(), strict=False):
-                np.subtract(
-                    p.offsets[p.rows + 1], p.offsets[p.rows], out=self._lengths[base : base + len(p.rows)]
-                )
+                rows = p.rows.astype(np.int64)
+                np.subtract(p.offsets[rows + 1], p.offsets[rows], out=self._lengths[base : base + len(rows)])
                 p.release()
         return self._lengths
 
@@ -101,7 +100,7 @@ class ShardedSplit:
         part, local = self.locate(rows)
         for index in np.unique(part):
             p, where = self.parts[index], np.flatnonzero(part == index)
-            shard_rows = p.rows[local[where]]
+            shard_rows = p.rows[local[where]].astype(np.int64)
             out[where] = p.offsets[shard_rows + 1] - p.offsets[shard_rows]
         return out
 
@@ -116,7 +115,8 @@ class ShardedSplit:
         """Positives per label, without the dense matrix."""
         total = np.zeros(self.num_labels, dtype=np.int64)
         for p in self.parts:
-            starts, ends = p.label_offsets[p.rows], p.label_offsets[p.rows + 1]
+            rows = p.rows.astype(np.int64)
+            starts, ends = p.label_offsets[rows], p.label_offsets[rows + 1]
             columns = p.label_columns[np.asarray(p.label_ids)[flat_ranges(starts, ends)]]
             total += np.bincount(columns[columns >= 0], minlength=self.num_labels)
             p.release()
@@ -137,7 +137,7 @@ class ShardedSplit:
         part, local = self.locate(np.asarray(rows, dtype=np.int64))
         for index in np.unique(part):
             p, where = self.parts[index], np.flatnonzero(part == index)
-            shard_rows = p.rows[local[where]]
+            shard_rows = p.rows[local[where]].astype(np.int64)
             starts, ends = p.label_offsets[shard_rows], p.label_offsets[shard_rows + 1]
             columns = p.label_columns[np.asarray(p.label_ids)[flat_ranges(starts, ends)]]
             row_of = np.repeat(where, ends - starts)
@@ -153,7 +153,7 @@ class ShardedSplit:
         gathered: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for index in np.unique(part):
             p, where = self.parts[index], np.flatnonzero(part == index)
-            shard_rows = p.rows[local[where]]
+            shard_rows = p.rows[local[where]].astype(np.int64)
             starts = p.offsets[shard_rows]
             lengths[where] = p.offsets[shard_rows + 1] - starts
             gathered.append((where, starts, p.ids))
@@ -204,8 +204,14 @@ class SplitTexts(Sequence[str]):
 
 
 def row_dtype(rows: int) -> np.dtype[Any]:
-    """The dtype of a shard's row numbers: 4 bytes a row (any batch fits), 8 past 2**32 rows."""
-    return np.dtype(np.uint32) if rows <= np.iinfo(np.uint32).max else np.dtype(np.int64)
+    """The smallest dtype for the row numbers of a shard of ``rows`` rows: 2 bytes a row up to
+    65,536 rows (the collector's batches), 4 up to 2**32, else 8. Kept rows are the one array
+    the corpus holds per tweet, so their width is the corpus's memory; every use widens the
+    numbers it reads to int64 before adding to them."""
+    for dtype in (np.uint16, np.uint32):
+        if rows <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 def flat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
