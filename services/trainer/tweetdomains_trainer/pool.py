@@ -8,11 +8,12 @@ over the shards' hashes, and the vocabulary from their token counts. The parent 
 raw batches and writes the shards that come back (the store may be S3, which a worker cannot
 be handed); at most two tasks per worker are in flight, so memory stays bounded.
 
-One pool serves both passes. It starts (an interpreter per worker, about a second) only for
-work that outweighs that: a retrain's few new batches are tokenized and encoded in this
-process (``POOL_MIN_BYTES``). A pool for each pass was tried: at 10M records the idle workers
-hold no more through the merges than fresh ones reach in pass 2 (123 and 133 MB for two), so
-the peak did not move, and a retrain paid a second start.
+A pool starts (an interpreter per worker, about a second) only for work that outweighs that:
+a retrain's few new batches are tokenized and encoded in this process (``POOL_MIN_BYTES``).
+After a pass 1 of many batches the pool is closed (:meth:`BatchPool.close`) and pass 2 starts
+a fresh one: idle workers keep the heap their tokenizing grew (130 MB for two on the
+collector's batches) through the merges, which are the parent's largest moment (at 10M
+records, parent 342 MB beside them). A retrain's few batches keep one pool for both passes.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class BatchPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the workers, if any: the next :meth:`run` that needs a pool starts a fresh one."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -176,6 +181,8 @@ def tokenize_new(store: ObjectStore, cache: ShardCache, keys: Sequence[str], poo
         cache.put(words_key(result[0]), result[1])
 
     pool.run(tokenize_task, tasks, work, done)
+    if few is None:  # many batches: the workers' grown heaps would sit idle through the merges
+        pool.close()
     return len(keys)
 
 
