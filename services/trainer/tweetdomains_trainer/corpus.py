@@ -8,7 +8,7 @@
 2. duplicates go by 8-byte hashes, corpus-wide, with ``build_dataset``'s rule (the first
    record of an id wins, then the first of a content), in store key order; the hashes seen
    are kept in bucket files on disk (:mod:`.dedupe`), not in memory, so the parent holds a
-   byte per record while it merges and four (a row number) per kept record after;
+   byte per record while it merges and two (a row number) per kept record after;
 3. the split is :func:`dataset.split_of` of the content hash, so no tweet changes sides;
 4. the vocabulary comes from token counts summed shard by shard over the train split, in
    arrays (:mod:`.shard_vocab`: the same table ``build_vocab`` makes from the records), or is

@@ -148,7 +148,7 @@ def kept_rows(corpus: ShardedCorpus) -> Iterator[tuple[WordShard, np.ndarray]]:
     assert corpus.cache is not None, "a prepared corpus keeps its shard cache"
     splits = [corpus.split(name) for name in SPLITS]
     for index, part in enumerate(corpus.train.parts):
-        rows = np.sort(np.concatenate([s.parts[index].rows.astype(np.int64) for s in splits]))
+        rows = np.sort(np.concatenate([s.parts[index].shard_rows() for s in splits]))
         if len(rows):
             yield WordShard.open(corpus.cache, part.key), rows
 

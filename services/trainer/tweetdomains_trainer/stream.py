@@ -50,6 +50,11 @@ class Part:
     label_columns: np.ndarray  # the shard's label id -> column in the corpus labels (-1: none)
     files: tuple[ShardFile, ...] = field(default=(), repr=False)  # the arrays' memory maps
 
+    def shard_rows(self, local: np.ndarray | None = None) -> np.ndarray:
+        """Row numbers into the shard's arrays, all of them or those at ``local``, as int64:
+        ``rows`` is as narrow as the shard allows, and ``rows + 1`` must not wrap around."""
+        return (self.rows if local is None else self.rows[local]).astype(np.int64)
+
     def release(self) -> None:
         """Drop the pages of this part's shards that this process has read (see
         ``ShardFile.release``): a pass over every part then leaves the resident memory as it
@@ -86,7 +91,7 @@ class ShardedSplit:
         if self._lengths is None:
             self._lengths = np.zeros(len(self), dtype=np.int64)
             for p, base in zip(self.parts, self.bases.tolist(), strict=False):
-                rows = p.rows.astype(np.int64)
+                rows = p.shard_rows()
                 np.subtract(p.offsets[rows + 1], p.offsets[rows], out=self._lengths[base : base + len(rows)])
                 p.release()
         return self._lengths
@@ -100,7 +105,7 @@ class ShardedSplit:
         part, local = self.locate(rows)
         for index in np.unique(part):
             p, where = self.parts[index], np.flatnonzero(part == index)
-            shard_rows = p.rows[local[where]].astype(np.int64)
+            shard_rows = p.shard_rows(local[where])
             out[where] = p.offsets[shard_rows + 1] - p.offsets[shard_rows]
         return out
 
@@ -115,7 +120,7 @@ class ShardedSplit:
         """Positives per label, without the dense matrix."""
         total = np.zeros(self.num_labels, dtype=np.int64)
         for p in self.parts:
-            rows = p.rows.astype(np.int64)
+            rows = p.shard_rows()
             starts, ends = p.label_offsets[rows], p.label_offsets[rows + 1]
             columns = p.label_columns[np.asarray(p.label_ids)[flat_ranges(starts, ends)]]
             total += np.bincount(columns[columns >= 0], minlength=self.num_labels)
@@ -137,7 +142,7 @@ class ShardedSplit:
         part, local = self.locate(np.asarray(rows, dtype=np.int64))
         for index in np.unique(part):
             p, where = self.parts[index], np.flatnonzero(part == index)
-            shard_rows = p.rows[local[where]].astype(np.int64)
+            shard_rows = p.shard_rows(local[where])
             starts, ends = p.label_offsets[shard_rows], p.label_offsets[shard_rows + 1]
             columns = p.label_columns[np.asarray(p.label_ids)[flat_ranges(starts, ends)]]
             row_of = np.repeat(where, ends - starts)
@@ -153,7 +158,7 @@ class ShardedSplit:
         gathered: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for index in np.unique(part):
             p, where = self.parts[index], np.flatnonzero(part == index)
-            shard_rows = p.rows[local[where]].astype(np.int64)
+            shard_rows = p.shard_rows(local[where])
             starts = p.offsets[shard_rows]
             lengths[where] = p.offsets[shard_rows + 1] - starts
             gathered.append((where, starts, p.ids))
@@ -206,8 +211,8 @@ class SplitTexts(Sequence[str]):
 def row_dtype(rows: int) -> np.dtype[Any]:
     """The smallest dtype for the row numbers of a shard of ``rows`` rows: 2 bytes a row up to
     65,536 rows (the collector's batches), 4 up to 2**32, else 8. Kept rows are the one array
-    the corpus holds per tweet, so their width is the corpus's memory; every use widens the
-    numbers it reads to int64 before adding to them."""
+    the corpus holds per tweet, so their width is the corpus's memory; every use reads them
+    through ``Part.shard_rows``, widened to int64 before anything is added to them."""
     for dtype in (np.uint16, np.uint32):
         if rows <= np.iinfo(dtype).max + 1:
             return np.dtype(dtype)
