@@ -358,9 +358,12 @@ class DistillationLoss(nn.Module):
     ``targets`` is ``[hard labels (L) | teacher probabilities (L) | labeled (1)]`` per row (a
     distillation split's batch); unlabeled rows (``labeled`` 0) add only the distillation term.
     Targets of width L alone (validation, test) give the hard loss alone, so validation loss
-    stays comparable with a run without a teacher. The hard term is the mean over the batch's
-    labeled rows, the distillation term the mean over all rows and labels; T^2 keeps the
-    soft term's gradients at the hard term's scale as T grows.
+    stays comparable with a run without a teacher. The hard term is the recipe's loss over the
+    batch's labeled rows times their share of the batch, so a labeled row weighs what it would
+    in a batch of labeled rows alone however many unlabeled rows share it (the plain mean gave
+    the one labeled row of a mostly unlabeled batch the whole batch's weight); the
+    distillation term is the mean over all rows and labels; T^2 keeps the soft term's
+    gradients at the hard term's scale as T grows.
     """
 
     def __init__(self, hard: MultiLabelLoss, weight: float = 1.0, temperature: float = 1.0) -> None:
@@ -372,7 +375,10 @@ class DistillationLoss(nn.Module):
         if targets.shape[1] == n:
             return self.hard(logits, targets)
         hard, soft, labeled = targets[:, :n], targets[:, n : 2 * n], targets[:, 2 * n] > 0.5
-        loss = self.hard(logits[labeled], hard[labeled]) if bool(labeled.any()) else logits.sum() * 0.0
+        if bool(labeled.any()):
+            loss = self.hard(logits[labeled], hard[labeled]) * labeled.float().mean()
+        else:
+            loss = logits.sum() * 0.0
         if self.weight > 0:
             t = self.temperature
             eps = 1e-6

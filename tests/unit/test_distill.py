@@ -128,7 +128,7 @@ def test_the_teachers_labels_are_mapped_to_the_datas_order() -> None:
         map_labels(probs, ["c", "a", "b"], ["a", "d"])
 
 
-def test_the_distillation_loss_is_the_recipes_on_labels_plus_softened_bce_on_every_row() -> None:
+def test_the_distillation_loss_is_the_recipes_on_labeled_rows_plus_softened_bce_on_every_row() -> None:
     torch.manual_seed(0)
     logits, hard = torch.randn(4, 3), (torch.rand(4, 3) > 0.5).float()
     soft, labeled = torch.rand(4, 3), torch.tensor([[1.0], [0.0], [1.0], [0.0]])
@@ -136,11 +136,16 @@ def test_the_distillation_loss_is_the_recipes_on_labels_plus_softened_bce_on_eve
     loss = DistillationLoss(recipe, weight=0.7, temperature=2.0)
     rows = labeled[:, 0] > 0
     teacher = torch.sigmoid(torch.logit(soft) / 2.0)
-    expected = recipe(logits[rows], hard[rows]) + 0.7 * 4.0 * torch.nn.functional.binary_cross_entropy(
+    # The hard term weighs each labeled row as one row of the batch: 2 of 4 here.
+    expected = 0.5 * recipe(logits[rows], hard[rows]) + 0.7 * 4.0 * torch.nn.functional.binary_cross_entropy(
         torch.sigmoid(logits / 2.0), teacher
     )
     torch.testing.assert_close(loss(logits, torch.cat([hard, soft, labeled], dim=1)), expected)
     torch.testing.assert_close(loss(logits, hard), recipe(logits, hard))  # validation: labels only
+    everyone = torch.ones_like(labeled)  # all rows labeled: the recipe's loss, unscaled
+    no_teacher = DistillationLoss(recipe, weight=0.0)
+    all_labeled = torch.cat([hard, soft, everyone], dim=1)
+    torch.testing.assert_close(no_teacher(logits, all_labeled), recipe(logits, hard))
 
 
 def test_train_teacher_dry_run_scores_a_batch_and_writes_nothing(
